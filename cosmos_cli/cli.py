@@ -1,0 +1,86 @@
+"""The ``cosmos-cli`` Typer app: registers one function per verb and turns user errors into one line.
+
+Verbs live in ``cosmos_cli.commands``; this module only wires them and owns the error boundary in
+:func:`main`: a :class:`~cosmos_cli.errors.CosmosError` becomes one line on stderr and its exit code,
+with the traceback only under ``--debug`` / ``COSMOS_CLI_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from cosmos_cli import __version__
+from cosmos_cli.commands import doctor, download, extract_frames, generate, offload_profile, serve
+from cosmos_cli.errors import CosmosError
+from cosmos_cli.settings import ENV_DEBUG, debug_from_env
+
+app = typer.Typer(
+    name="cosmos-cli",
+    help="Run NVIDIA Cosmos-1.0 autoregressive world models: download, extract frames, generate, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cosmos-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", envvar=ENV_DEBUG, help="Show full tracebacks.")] = False,
+) -> None:
+    """Cosmos-1.0 autoregressive world models, practical to run."""
+
+
+app.command("download")(download.command)
+app.command("extract-frames")(extract_frames.command)
+app.command("generate")(generate.command)
+app.command("offload-profile")(offload_profile.command)
+app.command("serve")(serve.command)
+app.command("doctor")(doctor.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or debug_from_env()
+    try:
+        app(args=args, standalone_mode=False)
+    except CosmosError as err:
+        if debug:
+            raise
+        from cosmos_cli.console import console
+
+        console.print(f"[red]error:[/red] {err.one_line()}", highlight=False, soft_wrap=True)
+        return err.exit_code
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.Abort:
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except _click_exceptions() as err:
+        err.show()
+        return err.exit_code
+    return 0
+
+
+def _click_exceptions() -> tuple[type[BaseException], ...]:
+    import click
+
+    return (click.ClickException,)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

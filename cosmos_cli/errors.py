@@ -1,0 +1,59 @@
+"""Errors a user can act on.
+
+Every failure the user can fix is a :class:`CosmosError` carrying one line that names the problem and the
+fix. ``cli.main`` prints that line (no traceback unless ``--debug``) and exits with ``exit_code``.
+Library code raises these; it never prints or calls ``sys.exit`` itself.
+"""
+
+from __future__ import annotations
+
+
+class CosmosError(Exception):
+    """A problem the user can fix; ``str(err)`` is the one line shown to them."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class BadInput(CosmosError):
+    """An input file or argument that cannot be used as given."""
+
+
+class ModelNotDownloaded(CosmosError):
+    """A checkpoint file the requested stage needs is missing."""
+
+
+class CheckpointMismatch(CosmosError):
+    """A checkpoint file exists but its keys or shapes do not match the architecture."""
+
+
+class DownloadError(CosmosError):
+    """Fetching from the Hugging Face Hub failed (auth, licence, not found, network, disk, checksum)."""
+
+
+class NotEnoughMemory(CosmosError):
+    """The requested placement cannot fit in GPU or host memory."""
+
+
+class DistributedError(CosmosError):
+    """torchrun / process-group misconfiguration, or a failure on another rank."""
+
+
+class NotBuiltYet(CosmosError):
+    """A subcommand or option that this version does not implement yet (never a fake success)."""
+
+
+class GuardrailBlocked(CosmosError):
+    """The guardrail refused a prompt (exit 3) or a generated video (exit 4)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message, exit_code=exit_code)
