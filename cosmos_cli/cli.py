@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or debug_from_env()
     try:
-        app(args=args, standalone_mode=False)
+        app(args=args, prog_name="cosmos-cli")  # standalone: usage errors print and exit 2 themselves
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except CosmosError as err:
         if debug:
             raise
@@ -64,22 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
         console.print(f"[red]error:[/red] {err.one_line()}", highlight=False, soft_wrap=True)
         return err.exit_code
-    except typer.Exit as done:
-        return done.exit_code
-    except typer.Abort:
-        return 130
     except KeyboardInterrupt:
         return 130
-    except _click_exceptions() as err:
-        err.show()
-        return err.exit_code
     return 0
-
-
-def _click_exceptions() -> tuple[type[BaseException], ...]:
-    import click
-
-    return (click.ClickException,)
 
 
 if __name__ == "__main__":
