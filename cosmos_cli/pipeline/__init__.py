@@ -1,0 +1,1 @@
+"""Orchestration: stages with load / run / offload, and the recipe that chains them."""
