@@ -1,0 +1,1 @@
+"""Pixels on disk: reading clips and images as model input, writing videos, atomic output files."""

@@ -1,0 +1,73 @@
+"""Atomic writes: an output either appears whole under its final name, or not at all.
+
+Every file or folder cosmos-cli produces is first built under a private staging folder next to the target
+(same filesystem, so the final ``os.replace`` is a rename, not a copy) and renamed into place only when the
+writer finished without error. A crash, a bad input discovered halfway or Ctrl-C leaves no half-written
+output under the user's name; the staging folder is removed on every exit path but SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from cosmos_cli.errors import BadInput
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """Raise :class:`BadInput` if ``path`` exists and the user did not ask to replace it.
+
+    Called before expensive work too, so that a long decode or generation is not wasted on an output the
+    user forgot to move.
+    """
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise BadInput(f"{path} already exists", "pass --overwrite to replace it, or choose another output")
+
+
+def _staging_dir(parent: Path, name: str) -> Path:
+    """Create the private staging folder in ``parent``; this is also the writability check."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise BadInput(
+            f"cannot write to the output folder {parent}: {reason}", "choose a writable output location"
+        ) from err
+
+
+def _commit(temp: Path, target: Path, staging: Path) -> None:
+    """Move ``temp`` onto ``target``. A file replacing a file is one atomic rename; anything involving a
+    folder first moves the old target aside (into the staging folder, deleted afterwards), because
+    ``os.replace`` cannot replace a non-empty folder."""
+    both_files = temp.is_file() and not target.is_dir()
+    if not both_files and (target.exists() or target.is_symlink()):
+        os.replace(target, staging / ".replaced")
+    os.replace(temp, target)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s content to; rename it onto ``path`` on success.
+
+    The yielded path does not exist yet and has the same name (so the same suffix, which ffmpeg and numpy
+    use to pick a format) inside a hidden staging folder next to ``path``; the caller creates a file *or* a
+    folder there. An existing ``path`` is refused unless ``overwrite``. On any exception the staging folder
+    is deleted and the exception propagates; ``path`` is untouched.
+    """
+    path = Path(path)
+    refuse_existing(path, overwrite)
+    staging = _staging_dir(path.parent, path.name)
+    temp = staging / path.name
+    try:
+        yield temp
+        if not (temp.exists() or temp.is_symlink()):
+            raise RuntimeError(f"the writer produced nothing at {temp}")
+        refuse_existing(path, overwrite)  # something else may have created it meanwhile
+        _commit(temp, path, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
