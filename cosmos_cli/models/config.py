@@ -98,7 +98,9 @@ class ModelArgs:
     def num_params(self) -> int:
         """Parameter count, computed from the shapes (used by memory planning and the benchmarks)."""
         q, kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
-        per_layer = self.dim * (q + 2 * kv) + q * self.dim + 3 * self.dim * self.ffn_hidden_size + 2 * self.dim
+        per_layer = (
+            self.dim * (q + 2 * kv) + q * self.dim + 3 * self.dim * self.ffn_hidden_size + 2 * self.dim
+        )
         per_layer += 2 * self.head_dim if self.qk_norm else 0
         cross = self.dim * q + 2 * self.context_dim * kv + q * self.dim + self.dim
         cross += 2 * self.head_dim if self.qk_norm else 0
@@ -107,7 +109,15 @@ class ModelArgs:
         return total + (self.embedding_rows + self.output_rows) * self.dim
 
     def kv_cache_bytes(self, batch_size: int, bytes_per_element: int = 2) -> int:
-        return 2 * self.n_layers * batch_size * self.n_kv_heads * self.max_seq_len * self.head_dim * bytes_per_element
+        return (
+            2
+            * self.n_layers
+            * batch_size
+            * self.n_kv_heads
+            * self.max_seq_len
+            * self.head_dim
+            * bytes_per_element
+        )
 
     # ---- (de)serialisation ---------------------------------------------------------------------
     @classmethod
@@ -132,7 +142,9 @@ class ModelArgs:
         args = cls(**kwargs)
         for key in ("embedding_rows", "output_rows", "max_seq_len"):
             if key in data and data[key] != getattr(args, key):
-                raise ValueError(f"{key}={data[key]} in the config disagrees with the derived {getattr(args, key)}")
+                raise ValueError(
+                    f"{key}={data[key]} in the config disagrees with the derived {getattr(args, key)}"
+                )
         return args
 
     def to_json(self) -> dict:
@@ -157,13 +169,27 @@ _BASE_4B = dict(dim=4096, n_layers=16, n_heads=32, n_kv_heads=8, head_dim=128, f
 _BASE_12B = dict(dim=5120, n_layers=40, n_heads=32, n_kv_heads=8, head_dim=128, ffn_hidden_size=14336)
 
 PRESETS: dict[str, ModelArgs] = {
-    "4b": ModelArgs(name="cosmos-4b", family="base", cross_attn_every_k_layers=0, abs_pos_emb=False, default_top_p=0.8, **_BASE_4B),
+    "4b": ModelArgs(
+        name="cosmos-4b",
+        family="base",
+        cross_attn_every_k_layers=0,
+        abs_pos_emb=False,
+        default_top_p=0.8,
+        **_BASE_4B,
+    ),
     "5b-video2world": ModelArgs(name="cosmos-5b-video2world", **_BASE_4B),
     "12b": ModelArgs(
-        name="cosmos-12b", family="base", cross_attn_every_k_layers=0, abs_pos_emb=False, yarn=YarnArgs(), default_top_p=0.9,
+        name="cosmos-12b",
+        family="base",
+        cross_attn_every_k_layers=0,
+        abs_pos_emb=False,
+        yarn=YarnArgs(),
+        default_top_p=0.9,
         **_BASE_12B,
     ),
-    "13b-video2world": ModelArgs(name="cosmos-13b-video2world", yarn=YarnArgs(), default_top_p=0.8, **_BASE_12B),
+    "13b-video2world": ModelArgs(
+        name="cosmos-13b-video2world", yarn=YarnArgs(), default_top_p=0.8, **_BASE_12B
+    ),
 }
 
 

@@ -1,0 +1,78 @@
+"""Compare our AR engine with a golden set (``shared/golden/README.md`` format).
+
+Used by ``scripts/check_golden.py`` and the tests; returns the measured differences instead of printing,
+so callers decide how to report them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cosmos_cli.decode.generator import ARGenerator
+from cosmos_cli.decode.sampling import SamplingParams, top_p_keep_mask
+from cosmos_cli.models.ar.weights import build_model
+from cosmos_cli.models.config import ModelArgs
+
+
+@dataclass
+class Difference:
+    name: str
+    max_abs: float
+    max_rel: float
+    ok: bool
+
+
+def _compare(name: str, ours: torch.Tensor, ref: torch.Tensor, atol: float, rtol: float) -> Difference:
+    if ours.dtype in (torch.bool, torch.long, torch.int64):
+        equal = bool(torch.equal(ours, ref))
+        return Difference(name, 0.0 if equal else float("inf"), 0.0 if equal else float("inf"), equal)
+    diff = (ours.double() - ref.double()).abs()
+    rel = diff / ref.double().abs().clamp_min(1e-12)
+    ok = bool((diff <= atol + rtol * ref.double().abs()).all())
+    return Difference(name, float(diff.max()), float(rel.max()), ok)
+
+
+@torch.no_grad()
+def check_golden_set(folder: Path) -> list[Difference]:
+    """Run prefill, per-step decode, greedy generation and the top-p filter against one golden set."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    atol, rtol = config["tolerance"]["atol"], config["tolerance"]["rtol"]
+    args = ModelArgs.from_json(config)
+    case = torch.load(folder / "case.pt", map_location="cpu", weights_only=False)
+    cpu = torch.device("cpu")
+    model = build_model(args, weights=folder / "model.pt", dtype=torch.float32, device=cpu)
+    prompt, context = case["prompt_tokens"], case.get("context")
+    batch, prompt_len = prompt.shape
+    greedy = case["greedy_tokens"]
+    results = []
+
+    model.setup_caches(batch, torch.float32, cpu)
+    if context is not None and args.cross_attn_every_k_layers:
+        model.set_context(context.float())
+    prefill = model(prompt, torch.arange(prompt_len), prefill=True)
+    results.append(_compare("prefill_logits", prefill, case["prefill_logits"], atol, rtol))
+    steps = [model(greedy[:, i : i + 1], torch.tensor([prompt_len + i])) for i in range(greedy.shape[1] - 1)]
+    if steps:
+        decode = torch.cat(steps, dim=1)
+        results.append(_compare("decode_logits", decode, case["decode_logits"], atol, rtol))
+
+    generator = ARGenerator(model)
+    tokens = generator.generate(
+        prompt,
+        greedy.shape[1],
+        SamplingParams(temperature=0.0),
+        torch.zeros(batch, dtype=torch.long),
+        context=context.float() if context is not None and args.cross_attn_every_k_layers else None,
+    )
+    results.append(_compare("greedy_tokens", tokens, greedy, atol, rtol))
+
+    for i, case_p in enumerate(case.get("top_p_cases", [])):
+        probs = torch.softmax(case_p["logits"].float() / case_p["temperature"], dim=-1)
+        kept = top_p_keep_mask(probs, case_p["top_p"])
+        results.append(_compare(f"top_p_cases[{i}].kept", kept, case_p["kept"].bool(), atol, rtol))
+    return results

@@ -1,0 +1,273 @@
+"""Cosmos-1.0 AR transformer as plain ``nn.Module``s, with module names equal to the checkpoint's keys.
+
+Faithful to ``shared/spec/cosmos-ar.md`` section 1 (pre-norm Llama blocks with per-head q/k RMSNorm, 3D
+RoPE, GQA, SwiGLU; Video2World adds cross-attention to the T5 context in every k-th layer and the 3D
+sin-cos table added before every layer), but shaped for fast inference:
+
+* the static KV cache and the per-sample cross-attention K/V are buffers allocated by an explicit
+  :meth:`Transformer.setup_caches` call (fixed shapes make CUDA-graph capture possible);
+* a prefill from position 0 uses causal SDPA over the new tokens only (flash attention, no N x N mask);
+* any other step (one decode token, or K tokens of a speculative window) attends over the whole static
+  cache with a mask built from ``input_pos`` on the device, folding the query heads of one KV group into
+  the query axis instead of repeating K/V (no ``repeat_interleave`` copies of the cache).
+
+Nothing here knows about devices, compilation, tensor parallelism or sampling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cosmos_cli.models.ar.positions import abs_pos_table, rope_angles
+from cosmos_cli.models.config import ModelArgs
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in float32 and cast back, as the reference does."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return out.type_as(x) * self.weight
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE: channel i pairs with i + head_dim/2. ``x``: (B, S, H, D); cos/sin: (B|1, S, 1, D)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class KVCache(nn.Module):
+    """Static self-attention cache ``(B, n_kv_heads, max_seq_len, head_dim)``, written in place by position."""
+
+    def __init__(self, batch: int, n_kv_heads: int, max_seq_len: int, head_dim: int, dtype, device):
+        super().__init__()
+        shape = (batch, n_kv_heads, max_seq_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """``k``/``v``: (B, n_kv, S, D); ``input_pos``: (S,) shared by the batch, or (B, S) per sample."""
+        if input_pos.dim() == 1:
+            self.k[: k.shape[0], :, input_pos] = k
+            self.v[: v.shape[0], :, input_pos] = v
+        else:
+            rows = torch.arange(k.shape[0], device=k.device)[:, None]
+            self.k[rows, :, input_pos] = k.transpose(1, 2)
+            self.v[rows, :, input_pos] = v.transpose(1, 2)
+
+
+def grouped_attention(q, k, v, mask, scale: float) -> torch.Tensor:
+    """Masked attention for GQA without repeating K/V.
+
+    q: (B, S, Hq, D); k, v: (B, Hkv, L, D); mask: bool (B|1, S, L), True = attend.
+    The ``Hq / Hkv`` query heads that share one KV head are folded into the query axis, so one matmul
+    per KV head reads the cache once. Returns (B, S, Hq, D).
+    """
+    b, s, hq, d = q.shape
+    hkv = k.shape[1]
+    rep = hq // hkv
+    qg = q.view(b, s, hkv, rep, d).permute(0, 2, 1, 3, 4).reshape(b, hkv, s * rep, d)
+    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale
+    full_mask = mask[:, None, :, None, :].expand(mask.shape[0], 1, s, rep, mask.shape[-1])
+    scores = scores.masked_fill(~full_mask.reshape(mask.shape[0], 1, s * rep, -1), float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(v.dtype)
+    out = torch.matmul(probs, v)
+    return out.view(b, hkv, s, rep, d).permute(0, 2, 1, 3, 4).reshape(b, s, hq, d)
+
+
+class Attention(nn.Module):
+    """Self-attention (RoPE, KV cache) or cross-attention (context K/V computed once per sample)."""
+
+    def __init__(self, args: ModelArgs, cross: bool = False):
+        super().__init__()
+        self.cross = cross
+        self.n_heads = args.n_heads
+        self.n_kv_heads = args.n_kv_heads
+        self.head_dim = args.head_dim
+        kv_in = args.context_dim if cross else args.dim
+        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=False)
+        self.wk = nn.Linear(kv_in, args.n_kv_heads * args.head_dim, bias=False)
+        self.wv = nn.Linear(kv_in, args.n_kv_heads * args.head_dim, bias=False)
+        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+        if args.qk_norm:
+            self.q_norm = RMSNorm(args.head_dim, args.norm_eps)
+            self.k_norm = RMSNorm(args.head_dim, args.norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
+        self.scale = 1.0 / math.sqrt(args.head_dim)
+        self.kv_cache: KVCache | None = None
+
+    def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], n, self.head_dim)
+
+    def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention K/V of a context ``(B, L, context_dim)``: (B, n_kv, L, D) each."""
+        k = self._heads(self.wk(context), self.n_kv_heads)
+        if self.k_norm is not None:
+            k = self.k_norm(k)
+        v = self._heads(self.wv(context), self.n_kv_heads)
+        return k.transpose(1, 2), v.transpose(1, 2)
+
+    def forward(self, x, input_pos=None, rope=None, mask=None, context_kv=None) -> torch.Tensor:
+        q = self._heads(self.wq(x), self.n_heads)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
+        if self.cross:
+            k, v = context_kv
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, scale=self.scale, enable_gqa=True)
+            return self.wo(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+        k = self._heads(self.wk(x), self.n_kv_heads)
+        if self.k_norm is not None:
+            k = self.k_norm(k)
+        v = self._heads(self.wv(x), self.n_kv_heads)
+        cos, sin = rope
+        q, k = apply_rope(q, cos, sin).type_as(x), apply_rope(k, cos, sin).type_as(x)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)
+        if self.kv_cache is not None:
+            self.kv_cache.update(input_pos, k, v)
+        if mask is None:  # prefill from position 0: causal attention over the new tokens only
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k, v, is_causal=True, scale=self.scale, enable_gqa=True
+            ).transpose(1, 2)
+        else:
+            out = grouped_attention(
+                q, self.kv_cache.k[: x.shape[0]], self.kv_cache.v[: x.shape[0]], mask, self.scale
+            )
+        return self.wo(out.reshape(x.shape[0], x.shape[1], -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: ``w2(silu(w1 x) * w3 x)``."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.w1 = nn.Linear(args.dim, args.ffn_hidden_size, bias=False)
+        self.w2 = nn.Linear(args.ffn_hidden_size, args.dim, bias=False)
+        self.w3 = nn.Linear(args.dim, args.ffn_hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs, layer_id: int):
+        super().__init__()
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
+        self.attention = Attention(args)
+        if args.has_cross_attn(layer_id):
+            self.cross_attention_norm = RMSNorm(args.dim, args.norm_eps)
+            self.cross_attention = Attention(args, cross=True)
+        else:
+            self.cross_attention = None
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+        self.feed_forward = FeedForward(args)
+        self.context_k: torch.Tensor | None = None
+        self.context_v: torch.Tensor | None = None
+
+    def forward(self, x, input_pos, rope, mask) -> torch.Tensor:
+        h = x + self.attention(self.attention_norm(x), input_pos, rope, mask)
+        if self.cross_attention is not None:
+            kv = (self.context_k[: x.shape[0]], self.context_v[: x.shape[0]])
+            h = h + self.cross_attention(self.cross_attention_norm(h), context_kv=kv)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    """Token embedding -> (abs-pos add, block) x n_layers -> RMSNorm -> untied output head."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.tok_embeddings = nn.Embedding(args.embedding_rows, args.dim)
+        self.layers = nn.ModuleList(TransformerBlock(args, i) for i in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.output = nn.Linear(args.dim, args.output_rows, bias=False)
+        self.rope_cos: torch.Tensor | None = None
+        self.rope_sin: torch.Tensor | None = None
+        self.abs_pos: torch.Tensor | None = None
+        self.max_batch_size = 0
+
+    # ---- set-up, called by the decoder, never by forward ---------------------------------------
+    def setup_tables(self, dtype: torch.dtype, device: torch.device) -> None:
+        """Build the RoPE and absolute-position tables (not in the checkpoint) on ``device``."""
+        angles = rope_angles(self.args).to(device)
+        self.rope_cos = angles.cos().to(dtype)[None, :, None, :]
+        self.rope_sin = angles.sin().to(dtype)[None, :, None, :]
+        self.abs_pos = (
+            abs_pos_table(self.args).to(device=device, dtype=dtype) if self.args.abs_pos_emb else None
+        )
+
+    def setup_caches(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Allocate the static KV cache for ``batch_size`` sequences of ``max_seq_len`` tokens."""
+        if (
+            self.rope_cos is None
+            or self.rope_cos.device != torch.device(device)
+            or self.rope_cos.dtype != dtype
+        ):
+            self.setup_tables(dtype, device)
+        if self.max_batch_size >= batch_size and self.layers[0].attention.kv_cache is not None:
+            return
+        for layer in self.layers:
+            attn = layer.attention
+            attn.kv_cache = KVCache(
+                batch_size, attn.n_kv_heads, self.args.max_seq_len, attn.head_dim, dtype, device
+            )
+        self.max_batch_size = batch_size
+
+    def free_caches(self) -> None:
+        for layer in self.layers:
+            layer.attention.kv_cache = None
+            layer.context_k = layer.context_v = None
+        self.max_batch_size = 0
+
+    @torch.no_grad()
+    def set_context(self, context: torch.Tensor) -> None:
+        """Project the text context ``(B, L, context_dim)`` to cross-attention K/V once per sample.
+
+        Writes into fixed buffers when their shape matches, so captured CUDA graphs stay valid.
+        """
+        for layer in self.layers:
+            if layer.cross_attention is None:
+                continue
+            k, v = layer.cross_attention.project_context(context)
+            if layer.context_k is not None and layer.context_k.shape == k.shape:
+                layer.context_k.copy_(k)
+                layer.context_v.copy_(v)
+            else:
+                layer.context_k, layer.context_v = k.contiguous(), v.contiguous()
+
+    # ---- forward -------------------------------------------------------------------------------
+    def forward(
+        self, tokens: torch.Tensor, input_pos: torch.Tensor, *, prefill: bool = False, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits (float32) for ``tokens`` (B, S) at positions ``input_pos`` ((S,) or (B, S)).
+
+        ``prefill=True`` means the sequence starts at position 0 with an empty cache: causal SDPA over the
+        new tokens only (no mask tensor). Otherwise (decode steps, speculative windows) the tokens attend
+        over the whole static cache with a mask built from ``input_pos`` on the device.
+        """
+        x = self.tok_embeddings(tokens)
+        pos = input_pos if input_pos.dim() == 2 else input_pos[None]
+        rope = (self.rope_cos[0, pos], self.rope_sin[0, pos])
+        mask = None
+        if not prefill:
+            slots = torch.arange(self.args.max_seq_len, device=tokens.device)
+            mask = slots[None, None, :] <= pos[:, :, None]
+        for layer in self.layers:
+            if self.abs_pos is not None:
+                x = x + self.abs_pos[pos]
+            x = layer(x, input_pos, rope, mask)
+        if last_only:
+            x = x[:, -1:]
+        return self.output(self.norm(x)).float()
