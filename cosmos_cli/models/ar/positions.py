@@ -64,7 +64,7 @@ def rope_angles(args: ModelArgs) -> torch.Tensor:
 
 
 def _sincos_1d(width: int, positions: torch.Tensor) -> torch.Tensor:
-    """``[sin(p*omega), cos(p*omega)]`` with ``omega = 1/10000^(i/(width/2))``, in float64 like the reference."""
+    """``[sin(p*omega), cos(p*omega)]``, ``omega = 1/10000^(i/(width/2))``, float64 like the reference."""
     omega = torch.arange(width // 2, dtype=torch.float64) / (width / 2.0)
     omega = 1.0 / 10000**omega
     angles = torch.outer(positions.double(), omega)

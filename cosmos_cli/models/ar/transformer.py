@@ -48,7 +48,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class KVCache(nn.Module):
-    """Static self-attention cache ``(B, n_kv_heads, max_seq_len, head_dim)``, written in place by position."""
+    """Static self-attention cache ``(B, n_kv_heads, max_seq_len, head_dim)``, written in place."""
 
     def __init__(self, batch: int, n_kv_heads: int, max_seq_len: int, head_dim: int, dtype, device):
         super().__init__()
