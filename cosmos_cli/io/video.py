@@ -340,45 +340,61 @@ def load_model_input(
     return frames, info
 
 
-def write_mp4(
-    frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, quality: float = 5
-) -> Path:
-    """Write uint8 ``(T, H, W, 3)`` frames as H.264 (libx264, yuv420p) at ``fps``, atomically.
-
-    ``quality`` is imageio's 1-10 scale (5, its default, is what the reference's ``imageio.mimsave`` uses;
-    10 is near-lossless). No macro-block padding: the frame size is kept exactly, and must be even
-    because yuv420p subsamples chroma by 2.
-    """
-    import imageio_ffmpeg
-
-    path = Path(path)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise ValueError(f"write_mp4 needs uint8 (T, H, W, 3) frames, got {frames.dtype} {frames.shape}")
-    height, width = frames.shape[1:3]
+def check_mp4_size(path: Path, height: int, width: int) -> None:
+    """H.264 in yuv420p subsamples chroma by 2, so both sides must be even (checked before any decoding)."""
     if height % 2 or width % 2:
         raise BadInput(
             f"cannot write {path}: H.264 (yuv420p) needs an even height and width, got {height}x{width}",
             "choose an even --height/--width, or write .npy or a PNG folder",
         )
+
+
+def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: float = 5) -> None:
+    """Encode uint8 ``(T, H, W, 3)`` frames to ``path`` as H.264 (libx264, yuv420p); not atomic by itself.
+
+    ``quality`` is imageio's 1-10 scale (5, its default, is what the reference's ``imageio.mimsave`` uses;
+    9 is visually lossless and still plays everywhere). No macro-block padding: the size is kept exactly.
+    """
+    import imageio_ffmpeg
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"encode_mp4 needs uint8 (T, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+    height, width = frames.shape[1:3]
+    check_mp4_size(Path(path), height, width)
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_in="rgb24",
+        pix_fmt_out="yuv420p",
+        quality=quality,
+        macro_block_size=1,
+        ffmpeg_log_level="error",
+        output_params=["-f", "mp4"],  # the container from the caller's intent, not the (temp) file name
+    )
+    writer.send(None)
+    try:
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        writer.close()
+
+
+def write_mp4(
+    frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, quality: float = 5
+) -> Path:
+    """Write uint8 ``(T, H, W, 3)`` frames as an H.264 mp4, atomically (see :func:`encode_mp4`).
+
+    An existing ``path`` is refused unless ``overwrite``; on failure nothing is left at ``path``.
+    """
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.ndim == 4:
+        check_mp4_size(path, frames.shape[1], frames.shape[2])
     with atomic_path(path, overwrite) as temp:
-        writer = imageio_ffmpeg.write_frames(
-            str(temp),
-            (width, height),
-            fps=fps,
-            codec="libx264",
-            pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p",
-            quality=quality,
-            macro_block_size=1,
-            ffmpeg_log_level="error",
-        )
-        writer.send(None)
-        try:
-            for frame in frames:
-                writer.send(np.ascontiguousarray(frame))
-        finally:
-            writer.close()
+        encode_mp4(frames, temp, fps, quality=quality)
     return path
 
 
