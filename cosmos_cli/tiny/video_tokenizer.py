@@ -1,0 +1,36 @@
+"""Write a tiny ``Cosmos-1.0-Tokenizer-DV8x16x16`` folder: TorchScript ``encoder.jit`` and ``decoder.jit``.
+
+The files are real TorchScript archives with the released files' interface (see
+:mod:`cosmos_cli.tiny.dv_network`), so the code that loads NVIDIA's tokenizer loads these unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from cosmos_cli.checkpoints import DV_TOKENIZER_DIR
+from cosmos_cli.tiny.dv_network import TinyDVDecoder, TinyDVEncoder
+
+TINY_DV_LEVELS = (8, 8, 5, 5)
+"""1600 tokens, the vocabulary of the tiny AR golden sets (``fsq_levels`` in their ``config.json``)."""
+
+
+def _save_script(module: torch.nn.Module, path: Path) -> None:
+    """Script and save atomically: a crash never leaves a truncated ``.jit`` behind."""
+    scripted = torch.jit.script(module.eval())
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.jit.save(scripted, str(tmp))
+    os.replace(tmp, path)
+
+
+def write_tiny_dv_tokenizer(root: Path, levels: Sequence[int] = TINY_DV_LEVELS) -> None:
+    """Write ``root/Cosmos-1.0-Tokenizer-DV8x16x16/{encoder,decoder}.jit`` for the given FSQ levels."""
+    folder = Path(root) / DV_TOKENIZER_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    levels = [int(level) for level in levels]
+    _save_script(TinyDVEncoder(levels), folder / "encoder.jit")
+    _save_script(TinyDVDecoder(levels), folder / "decoder.jit")
