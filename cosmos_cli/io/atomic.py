@@ -29,7 +29,17 @@ def refuse_existing(path: Path, overwrite: bool) -> None:
 
 
 def _staging_dir(parent: Path, name: str) -> Path:
-    """Create the private staging folder in ``parent``; this is also the writability check."""
+    """Create the private staging folder in ``parent`` (creating ``parent`` if needed).
+
+    Creating it is the writability check: it fails the same way a real write would, also for root, for
+    whom permission bits alone say nothing.
+    """
+    blocker = next((p for p in [parent, *parent.parents] if p.exists() or p.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise BadInput(
+            f"cannot write to the output folder {parent}: {blocker} is a file, not a folder",
+            "choose another output location",
+        )
     try:
         parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
@@ -38,6 +48,16 @@ def _staging_dir(parent: Path, name: str) -> Path:
         raise BadInput(
             f"cannot write to the output folder {parent}: {reason}", "choose a writable output location"
         ) from err
+
+
+def check_writable(path: Path, overwrite: bool) -> None:
+    """Fail now, before any expensive work, if :func:`atomic_path` would refuse or fail to write ``path``.
+
+    May create ``path``'s missing parent folders, as the write itself would.
+    """
+    path = Path(path)
+    refuse_existing(path, overwrite)
+    os.rmdir(_staging_dir(path.parent, path.name))
 
 
 def _commit(temp: Path, target: Path, staging: Path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from cosmos_cli import __version__
 from cosmos_cli.errors import BadInput
-from cosmos_cli.io.atomic import atomic_path, refuse_existing
+from cosmos_cli.io.atomic import atomic_path, check_writable
 from cosmos_cli.io.video import (
     ProgressFn,
     VideoProbe,
@@ -115,7 +115,7 @@ def plan_extract(
     """Check the input, the options and the output names without decoding anything.
 
     Raises :class:`BadInput` for a missing/empty/unsupported input, conflicting window options, an output
-    type we cannot write, or an existing output without ``overwrite``.
+    type or location we cannot write, or an existing output without ``overwrite``.
     """
     source, output = Path(source), Path(output)
     kind = input_kind(source)
@@ -131,8 +131,8 @@ def plan_extract(
     if end_frame is not None and end_frame < 0:
         raise BadInput(f"--end-frame must be 0 or more, got {end_frame}", "frames are numbered from 0")
     sidecar = sidecar_path(output)
-    refuse_existing(output, overwrite)
-    refuse_existing(sidecar, overwrite)
+    check_writable(output, overwrite)
+    check_writable(sidecar, overwrite)
     probe = probe_video(source) if kind == "video" else None
     if end_time is not None:
         end_frame = end_frame_for_time(end_time, probe.fps, source)
