@@ -34,7 +34,12 @@ def compute_outputs(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, to
     x_t, sigma, tokens = case["x0_noisy"], case["sigma"], case["tokens"]
     fps = float(case["fps"][0])
     denoiser = GuidedDenoiser(
-        net, tokens, case["crossattn_emb"], guidance=data["guidance"], sigma_data=data["sigma_data"], fps=fps,
+        net,
+        tokens,
+        case["crossattn_emb"],
+        guidance=data["guidance"],
+        sigma_data=data["sigma_data"],
+        fps=fps,
         padding_mask=case["padding_mask"],
     )
     pred = denoiser.predict(x_t, sigma)
@@ -61,17 +66,28 @@ def compute_outputs(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, to
     chunks = split_with_overlap(case["split_in"], 8, overlap=2)
     if len(chunks) != len(splits):
         raise SystemExit(f"split_with_overlap gave {len(chunks)} windows, golden has {len(splits)}")
-    ours.update(zip(splits, chunks))
+    ours.update(zip(splits, chunks, strict=True))
     blends = sorted((k for k in case if k.startswith("blend_in_")), key=lambda k: int(k.rsplit("_", 1)[1]))
     ours["blend_out"] = linear_blend([case[k] for k in blends], 2)
     return ours, case
 
 
-INPUTS = {"x0_noisy", "sigma", "tokens", "crossattn_emb", "crossattn_mask", "padding_mask", "fps", "sample_noise",
-          "split_in"}
+INPUTS = {
+    "x0_noisy",
+    "sigma",
+    "tokens",
+    "crossattn_emb",
+    "crossattn_mask",
+    "padding_mask",
+    "fps",
+    "sample_noise",
+    "split_in",
+}
 
 
-def compare(ours: dict[str, torch.Tensor], case: dict[str, torch.Tensor], atol: float, rtol: float) -> list[str]:
+def compare(
+    ours: dict[str, torch.Tensor], case: dict[str, torch.Tensor], atol: float, rtol: float
+) -> list[str]:
     """Print one line per golden output; return the names that fail."""
     failures = []
     for name, want in case.items():
@@ -109,7 +125,9 @@ def check(folder: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path, help="golden set folder(s) with config.json, model.pt, case.pt")
+    parser.add_argument(
+        "folders", nargs="+", type=Path, help="golden set folder(s) with config.json, model.pt, case.pt"
+    )
     args = parser.parse_args(argv)
     results = [check(folder) for folder in args.folders]
     return 0 if all(results) else 1

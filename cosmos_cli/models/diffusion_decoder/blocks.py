@@ -37,7 +37,7 @@ class RMSNorm(nn.Module):
 
 
 class Timesteps(nn.Module):
-    """Sinusoidal embedding of ``c_noise``: ``cat([cos, sin])`` (cos first), float32, cast to the input dtype."""
+    """Sinusoidal embedding of ``c_noise``: ``cat([cos, sin])`` (cos first) fp32, cast to the input dtype."""
 
     def __init__(self, num_channels: int):
         super().__init__()
@@ -51,8 +51,11 @@ class Timesteps(nn.Module):
 
 
 class TimestepEmbedding(nn.Module):
-    """``linear_1 -> SiLU -> linear_2``; with AdaLN-LoRA the output is the shared ``[B, 3D]`` LoRA term and the
-    block conditioning stays the raw sinusoidal embedding (the reference returns ``emb_B_D = sample``)."""
+    """``linear_1 -> SiLU -> linear_2``.
+
+    With AdaLN-LoRA the output is the shared ``[B, 3D]`` LoRA term and the block conditioning stays the raw
+    sinusoidal embedding (the reference returns ``emb_B_D = sample``).
+    """
 
     def __init__(self, dim: int, use_adaln_lora: bool):
         super().__init__()
@@ -69,7 +72,7 @@ class TimestepEmbedding(nn.Module):
 
 
 class Patchify(nn.Module):
-    """``b c (t r) (h m) (w n) -> b t h w (c r m n)`` (einops ``Rearrange`` of the reference's ``PatchEmbed``)."""
+    """``b c (t r) (h m) (w n) -> b t h w (c r m n)`` (einops, as in PatchEmbed)."""
 
     def __init__(self, spatial: int, temporal: int):
         super().__init__()
@@ -86,7 +89,8 @@ class PatchEmbed(nn.Module):
     def __init__(self, spatial: int, temporal: int, in_channels: int, out_channels: int):
         super().__init__()
         self.proj = nn.Sequential(
-            Patchify(spatial, temporal), nn.Linear(in_channels * spatial * spatial * temporal, out_channels, bias=False)
+            Patchify(spatial, temporal),
+            nn.Linear(in_channels * spatial * spatial * temporal, out_channels, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,8 +164,16 @@ def adaln_modulation(dim: int, chunks: int, use_adaln_lora: bool, lora_dim: int)
 class AdaLNSubBlock(nn.Module):
     """``DITBuildingBlock``: ``x + gate * f(LN(x) * (1 + scale) + shift)`` with AdaLN(-LoRA) modulation."""
 
-    def __init__(self, block_type: str, dim: int, context_dim: int, num_heads: int, mlp_hidden: int,
-                 use_adaln_lora: bool, lora_dim: int):
+    def __init__(
+        self,
+        block_type: str,
+        dim: int,
+        context_dim: int,
+        num_heads: int,
+        mlp_hidden: int,
+        use_adaln_lora: bool,
+        lora_dim: int,
+    ):
         super().__init__()
         self.block_type = block_type
         if block_type == "fa":
@@ -187,13 +199,22 @@ class AdaLNSubBlock(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """One ``GeneralDITTransformerBlock``: the sub-blocks of ``block_config`` in order (compiled as a unit)."""
+    """One ``GeneralDITTransformerBlock``: the sub-blocks of ``block_config`` in order (compiled as one)."""
 
-    def __init__(self, block_types: list[str], dim: int, context_dim: int, num_heads: int, mlp_hidden: int,
-                 use_adaln_lora: bool, lora_dim: int):
+    def __init__(
+        self,
+        block_types: list[str],
+        dim: int,
+        context_dim: int,
+        num_heads: int,
+        mlp_hidden: int,
+        use_adaln_lora: bool,
+        lora_dim: int,
+    ):
         super().__init__()
         self.blocks = nn.ModuleList(
-            AdaLNSubBlock(t, dim, context_dim, num_heads, mlp_hidden, use_adaln_lora, lora_dim) for t in block_types
+            AdaLNSubBlock(t, dim, context_dim, num_heads, mlp_hidden, use_adaln_lora, lora_dim)
+            for t in block_types
         )
 
     def forward(

@@ -26,7 +26,7 @@ from cosmos_cli.models.diffusion_decoder.rope import VideoRope3D, rope_cos_sin
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """``torchvision.transforms.functional.resize`` on a tensor: float32 inside, cast back to the input dtype."""
+    """``torchvision.transforms.functional.resize`` on a tensor: float32 inside, cast back to the input."""
     if mode == "bilinear":
         out = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
     else:
@@ -44,7 +44,11 @@ class DiffusionDecoderDiT(nn.Module):
         self.token_embedder = nn.Embedding(c.token_voc, c.token_dim)
         self.pos_embedder = VideoRope3D(
             c.head_dim,
-            max(c.max_img_h // c.patch_spatial, c.max_img_w // c.patch_spatial, c.max_frames // c.patch_temporal),
+            max(
+                c.max_img_h // c.patch_spatial,
+                c.max_img_w // c.patch_spatial,
+                c.max_frames // c.patch_temporal,
+            ),
             c.rope_h_extrapolation_ratio,
             c.rope_w_extrapolation_ratio,
             c.rope_t_extrapolation_ratio,
@@ -54,8 +58,13 @@ class DiffusionDecoderDiT(nn.Module):
         self.blocks = nn.ModuleDict(
             {
                 f"block{i}": TransformerBlock(
-                    c.block_types, d, c.crossattn_emb_channels, c.num_heads, c.mlp_hidden,
-                    c.use_adaln_lora, c.adaln_lora_dim,
+                    c.block_types,
+                    d,
+                    c.crossattn_emb_channels,
+                    c.num_heads,
+                    c.mlp_hidden,
+                    c.use_adaln_lora,
+                    c.adaln_lora_dim,
                 )
                 for i in range(c.num_blocks)
             }
@@ -92,7 +101,7 @@ class DiffusionDecoderDiT(nn.Module):
         return self.pos_embedder(t, h, w, fps)
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        """``[B, L, p1*p2*t*C]`` -> ``[B, C, T, H, W]`` (channel order ``p1 p2 t C``, unlike the patch embedding)."""
+        """``[B, L, p1*p2*t*C]`` -> ``[B, C, T, H, W]``: order ``p1 p2 t C``, unlike the patch embedding."""
         c = self.config
         b = x.shape[0]
         t, h, w = grid
@@ -110,7 +119,7 @@ class DiffusionDecoderDiT(nn.Module):
         padding_mask: torch.Tensor | None = None,
         fps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Raw network output ``[B, C_out, T, H, W]`` for input ``x = c_in * x_t`` and ``timesteps = c_noise``."""
+        """Raw network output ``[B, C_out, T, H, W]`` for ``x = c_in * x_t`` and ``timesteps = c_noise``."""
         x_embed = self.embed(x, tokens, padding_mask)
         b, t, h, w, d = x_embed.shape
         emb, adaln_lora = self.time_embedding(timesteps)
@@ -128,7 +137,9 @@ def compile_blocks(net: DiffusionDecoderDiT, **options) -> None:
     net.final_layer.compile(fullgraph=True, **options)
 
 
-def init_random_(net: DiffusionDecoderDiT, generator: torch.Generator | None = None, std: float = 0.02) -> None:
+def init_random_(
+    net: DiffusionDecoderDiT, generator: torch.Generator | None = None, std: float = 0.02
+) -> None:
     """Random weights for tests, tiny checkpoints and benchmarks (every parameter non-zero, norms near 1).
 
     Draws on the parameters' own device (``generator`` must live there too), so a 7B benchmark model

@@ -76,7 +76,7 @@ class VideoRope3D(nn.Module):
 
 
 def rope_cos_sin(angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[L, 1, 1, D]`` angles -> float32 ``cos``, ``sin`` of shape ``[1, L, 1, D]`` (for ``[B, L, heads, D]``)."""
+    """``[L, 1, 1, D]`` angles -> float32 ``cos``, ``sin`` ``[1, L, 1, D]`` (for ``[B, L, heads, D]``)."""
     angles = angles.reshape(1, angles.shape[0], 1, angles.shape[-1]).float()
     return angles.cos(), angles.sin()
 

@@ -42,7 +42,7 @@ def sigma_schedule(num_steps: int, sigma_min: float, sigma_max: float, rho: floa
 
 
 def edm_scaling(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, ...]:
-    """``(c_skip, c_out, c_in, c_noise)``, computed in ``sigma``'s dtype with the reference's operation order."""
+    """``(c_skip, c_out, c_in, c_noise)`` in ``sigma``'s dtype, with the reference's operation order."""
     c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
     c_out = sigma * sigma_data / (sigma**2 + sigma_data**2) ** 0.5
     c_in = 1 / (sigma**2 + sigma_data**2) ** 0.5
@@ -93,7 +93,7 @@ class GuidedDenoiser:
         self.padding_mask = None if padding_mask is None else padding_mask.expand(2, *padding_mask.shape[1:])
 
     def predict(self, x: torch.Tensor, sigma: torch.Tensor) -> DenoiserOutput:
-        """Conditional and unconditional EDM predictions for ``x`` ``[1, C, T, H, W]`` at ``sigma`` ``[1]``."""
+        """Conditional and unconditional EDM predictions for ``x`` ``[1, C, T, H, W]`` at ``sigma [1]``."""
         x2, sigma2 = x.expand(2, *x.shape[1:]), sigma.expand(2)
         c_skip, c_out, c_in, c_noise = edm_scaling(sigma2, self.sigma_data)
         net_in = _bcast(c_in, x2) * x2
@@ -115,8 +115,14 @@ def _phi2(t: torch.Tensor) -> torch.Tensor:
     return (_phi1(t) - 1.0) / t
 
 
-def _ab2_step(x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, x0_s: torch.Tensor, s1: torch.Tensor,
-              x0_s1: torch.Tensor) -> torch.Tensor:
+def _ab2_step(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    s: torch.Tensor,
+    x0_s: torch.Tensor,
+    s1: torch.Tensor,
+    x0_s1: torch.Tensor,
+) -> torch.Tensor:
     """``res_x0_rk2_step``: second-order Adams-Bashforth in log-sigma time (RES, arXiv 2308.02157)."""
     s, t, m = -torch.log(s), -torch.log(t), -torch.log(s1)
     dt = t - s

@@ -49,8 +49,11 @@ def check_state_dict(net: DiffusionDecoderDiT, state: dict[str, torch.Tensor], s
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     missing = [k for k in expected if k not in state and k != _SEQ]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} != {expected[k]}" for k in expected if k in state
-             and tuple(state[k].shape) != expected[k]]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
     hint = "the file does not belong to this diffusion decoder; re-download it or fix its cosmos_arch.json"
     if missing:
         raise CheckpointMismatch(f"{source}: missing keys {_summary(missing)}", hint)
@@ -76,7 +79,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 def load_network(
     net: DiffusionDecoderDiT, raw: dict[str, torch.Tensor], source: str = "model.pt", assign: bool = False
 ) -> None:
-    """Load the (possibly ``net.``-prefixed) checkpoint dict into ``net``; ``assign`` for meta-device models."""
+    """Load a (possibly ``net.``-prefixed) checkpoint into ``net``; ``assign`` for meta-device models."""
     state = network_state_dict(raw)
     check_state_dict(net, state, source)
     if _SEQ not in state:

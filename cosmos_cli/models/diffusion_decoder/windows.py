@@ -43,8 +43,8 @@ def split_with_overlap(video: torch.Tensor, window: int, overlap: int = 2) -> li
             continue
         if window - length >= length:  # F.pad's reflect needs pad < size: the reference fails here too
             raise BadInput(
-                f"{total} latent frames leave a last window of {length} frames, too short to reflect-pad to {window}",
-                "generate a video whose latent length fits the 8-frame windows (e.g. 5 latent frames = 33 frames)",
+                f"{total} latent frames leave a last window of {length}, too short to pad to {window}",
+                "use a latent length that fits the 8-frame windows (e.g. 5 latent frames = 33 frames)",
             )
         index = torch.tensor(_reflect_indices(length, window), device=video.device) + start
         chunks.append(video.index_select(2, index))
