@@ -16,11 +16,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from cosmos_cli.errors import BadInput, CheckpointMismatch, ModelNotDownloaded
 from cosmos_cli.pipeline.stage import Stage
+
+if TYPE_CHECKING:
+    from transformers import BatchEncoding
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -125,18 +129,15 @@ class TextEncoderStage(Stage):
             raise RuntimeError("TextEncoderStage used before load()")
 
     # ---- encode --------------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode(self, prompts: Sequence[str], max_length: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float32 embeddings ``[B, max_length, d_model]`` (zero past each prompt) and a bool all-ones mask.
-
-        Prompts longer than ``max_length`` tokens are truncated; the last kept token is ``</s>``.
-        """
+    def tokenize(self, prompts: Sequence[str], max_length: int = 512) -> BatchEncoding:
+        """T5 token ids and attention mask ``[B, max_length]``: right-padded with ``<pad>`` (0), truncated
+        so that the last kept token is ``</s>`` (1)."""
         self._require_loaded()
         if isinstance(prompts, str):
             prompts = [prompts]
         if not prompts:
             raise BadInput("no prompt given", "pass at least one text prompt")
-        batch = self._tokenizer(
+        return self._tokenizer(
             list(prompts),
             return_tensors="pt",
             truncation=True,
@@ -145,6 +146,14 @@ class TextEncoderStage(Stage):
             return_length=True,
             return_offsets_mapping=False,
         )
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str], max_length: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float32 embeddings ``[B, max_length, d_model]`` (zero past each prompt) and a bool all-ones mask.
+
+        Prompts longer than ``max_length`` tokens are truncated; the last kept token is ``</s>``.
+        """
+        batch = self.tokenize(prompts, max_length)
         input_ids = batch.input_ids.to(self.device)
         attention_mask = batch.attention_mask.to(self.device)
         hidden = self._model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -9,6 +9,7 @@ encoder's FSQ codes with :func:`cosmos_cli.models.fsq.codes_to_indices`, as the 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,7 +97,10 @@ class VideoTokenizerStage(Stage):
 
     def _load_jit(self, path: Path) -> torch.jit.ScriptModule:
         try:
-            module = torch.jit.load(str(path), map_location=self.device)
+            with warnings.catch_warnings():
+                # The checkpoint format is NVIDIA's choice; torch 2.10+ flags TorchScript as deprecated.
+                warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=DeprecationWarning)
+                module = torch.jit.load(str(path), map_location=self.device)
         except RuntimeError as err:
             raise CheckpointMismatch(
                 f"{path} is not a TorchScript archive ({str(err).splitlines()[0]})",

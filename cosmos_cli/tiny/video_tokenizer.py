@@ -7,6 +7,7 @@ The files are real TorchScript archives with the released files' interface (see
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,10 @@ def _save_script(module: torch.nn.Module, path: Path) -> None:
     """Script and save atomically: a crash never leaves a truncated ``.jit`` behind."""
     scripted = torch.jit.script(module.eval())
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.jit.save(scripted, str(tmp))
+    with warnings.catch_warnings():
+        # The released tokenizer is TorchScript, so ours must be too, deprecated or not.
+        warnings.filterwarnings("ignore", message=".*torch.jit.save.*", category=DeprecationWarning)
+        torch.jit.save(scripted, str(tmp))
     os.replace(tmp, path)
 
 
