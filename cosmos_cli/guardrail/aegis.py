@@ -12,8 +12,9 @@ import torch
 
 from cosmos_cli.errors import ModelNotDownloaded
 from cosmos_cli.guardrail.aegis_policy import block_reason, is_unsafe_verdict, moderation_prompt
-from cosmos_cli.guardrail.hf import quiet_transformers, require_all_weights
+from cosmos_cli.guardrail.hf import require_all_weights
 from cosmos_cli.guardrail.layout import GuardrailLayout
+from cosmos_cli.stages.text_encoder import quiet_transformers
 
 MAX_NEW_TOKENS = 100
 DTYPE = torch.bfloat16

@@ -1,29 +1,10 @@
-"""Loading Hugging Face models from the guardrail folder quietly, strictly and offline."""
+"""Checks on Hugging Face ``from_pretrained`` results for the guardrail models."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 from cosmos_cli.errors import CheckpointMismatch
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports and progress bars: the CLI owns the terminal (``console.py``)."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def require_all_weights(loading_info: dict, source: Path, what: str) -> None:

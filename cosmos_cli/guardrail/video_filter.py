@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from cosmos_cli.errors import CheckpointMismatch, ModelNotDownloaded
-from cosmos_cli.guardrail.hf import quiet_transformers, require_all_weights
+from cosmos_cli.guardrail.hf import require_all_weights
 from cosmos_cli.guardrail.layout import GuardrailLayout
+from cosmos_cli.stages.text_encoder import quiet_transformers
 
 CLASS_NAMES = (
     "Safe",

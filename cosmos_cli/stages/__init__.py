@@ -1,1 +1,1 @@
-"""Pipeline stages built on :class:`cosmos_cli.pipeline.stage.Stage`."""
+"""Pipeline stages: each wraps the modules of one step (T5, video tokenizer, ...) behind ``Stage``."""
