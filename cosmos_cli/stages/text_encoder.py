@@ -14,13 +14,14 @@ reference pipeline overwrites the tokenizer's mask with ones before the AR model
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from cosmos_cli.errors import BadInput, CheckpointMismatch, ModelNotDownloaded
+from cosmos_cli.errors import BadInput, CheckpointMismatch, CosmosError, ModelNotDownloaded
 from cosmos_cli.pipeline.stage import Stage
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class TextEncoderStage(Stage):
             self.to(device)
             return
         self._check_files()
+        if importlib.util.find_spec("accelerate") is None:
+            # transformers needs it for device_map, which streams the weights straight to the device.
+            raise CosmosError("loading T5 needs the accelerate package", "run: pip install accelerate")
         from transformers import T5EncoderModel, T5TokenizerFast
 
         device = torch.device(device)

@@ -41,6 +41,12 @@ TRAINING_SENTENCES = [
     "A person walks a dog along the beach at sunset while waves roll onto the sand.",
     "An autonomous car drives through a snowy forest road in the early morning.",
     "A drone flies over green fields, a river and a small village with red roofs.",
+    "The robot moves the cube from the table to a box, and the camera follows the robot arm.",
+    "A car drives along a road through the city, past buildings, people and other cars.",
+    "The camera moves forward along the street, and the weather changes from sun to rain.",
+    "A video of a kitchen: a robot opens a drawer, picks up a cup and places it on the table.",
+    "Trucks and cars drive on a wide road at night, their lights moving across the video.",
+    "A person rides a bicycle through a park with green trees, a river and a small bridge.",
 ]
 
 

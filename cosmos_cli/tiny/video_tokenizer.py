@@ -22,12 +22,11 @@ TINY_DV_LEVELS = (8, 8, 5, 5)
 
 def _save_script(module: torch.nn.Module, path: Path) -> None:
     """Script and save atomically: a crash never leaves a truncated ``.jit`` behind."""
-    scripted = torch.jit.script(module.eval())
     tmp = path.with_name(f".{path.name}.tmp")
     with warnings.catch_warnings():
         # The released tokenizer is TorchScript, so ours must be too, deprecated or not.
-        warnings.filterwarnings("ignore", message=".*torch.jit.save.*", category=DeprecationWarning)
-        torch.jit.save(scripted, str(tmp))
+        warnings.filterwarnings("ignore", message=".*torch\\.jit\\.", category=DeprecationWarning)
+        torch.jit.save(torch.jit.script(module.eval()), str(tmp))
     os.replace(tmp, path)
 
 
