@@ -1,0 +1,121 @@
+"""The diffusion-decoder stage: DV8x16x16 tokens + T5 context -> a sharper video through the 7B DiT.
+
+Reads NVIDIA's layout: ``Cosmos-1.0-Diffusion-7B-Decoder-DV8x16x16ToCV8x8x8/model.pt`` (the DiT; a
+``cosmos_arch.json`` next to it selects a non-preset size, as the tiny checkpoints do) and
+``Cosmos-1.0-Tokenizer-CV8x8x8/{decoder.jit, mean_std.pt}``. The network is built on the meta device and
+the checkpoint is memory-mapped and assigned, so loading never holds two copies of the 14 GB of weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
+from cosmos_cli.errors import CheckpointMismatch
+from cosmos_cli.models.diffusion_decoder.config import DD_7B, DiTConfig
+from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
+from cosmos_cli.models.diffusion_decoder.decoder import DiffusionDecoder
+from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, compile_blocks
+from cosmos_cli.models.diffusion_decoder.sampler import SamplerSettings
+from cosmos_cli.models.diffusion_decoder.weights import load_network, load_state_dict_file
+from cosmos_cli.pipeline.stage import Stage
+
+
+class DiffusionDecoderStage(Stage):
+    """``run(tokens [B, T, H, W], context [B, L, D]) -> video [B, 3, num_frames, 16H, 16W]`` in [0, 1]."""
+
+    name = "diffusion_decoder"
+
+    def __init__(
+        self,
+        layout: CheckpointLayout,
+        *,
+        dtype: torch.dtype,
+        seed: int = 1,
+        num_steps: int = 15,
+        guidance: float = 1.8,
+        compile: bool = False,
+    ):
+        self.layout = layout
+        self.dtype = dtype
+        self.seed = seed
+        self.settings = SamplerSettings(num_steps=num_steps, guidance=guidance)
+        self.compile = compile
+        self.device = torch.device("cpu")
+        self._net: DiffusionDecoderDiT | None = None
+        self._cv: CVDecoder | None = None
+
+    @property
+    def weights_path(self):
+        return self.layout.dd_dir / "model.pt"
+
+    def architecture(self) -> DiTConfig:
+        """The 7B preset, unless the checkpoint folder carries a ``cosmos_arch.json``."""
+        arch = self.layout.dd_dir / ARCH_FILE
+        if not arch.exists():
+            return DD_7B
+        try:
+            return DiTConfig.from_json(arch)
+        except (ValueError, TypeError, KeyError) as err:
+            raise CheckpointMismatch(f"{arch} is not a valid architecture file ({err})", "delete it") from err
+
+    # ---- Stage contract ------------------------------------------------------------------------
+    def load(self, device: torch.device) -> None:
+        device = torch.device(device)
+        if self.loaded:
+            self.to(device)
+            return
+        cv_dir = self.layout.cv_dir
+        self.layout.require(
+            self.weights_path, cv_dir / "decoder.jit", cv_dir / "mean_std.pt", what="diffusion decoder"
+        )
+        with torch.device("meta"):
+            net = DiffusionDecoderDiT(self.architecture())
+        load_network(net, load_state_dict_file(self.weights_path), source=str(self.weights_path), assign=True)
+        # Casting buffers too is deliberate: NVIDIA runs the RoPE tables in the network dtype.
+        net = net.to(device=device, dtype=self.dtype).eval().requires_grad_(False)
+        if self.compile:
+            compile_blocks(net)
+        self._cv = CVDecoder.load(cv_dir, device, self.dtype, self.settings.sigma_data)
+        self._net = net
+        self.device = device
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [m for m in (self._net, self._cv) if m is not None]
+
+    def _drop(self) -> None:
+        self._net = None
+        self._cv = None
+
+    def to(self, device: torch.device) -> None:
+        super().to(device)
+        self.device = torch.device(device)
+
+    # ---- decoding ------------------------------------------------------------------------------
+    def _decoder(self) -> DiffusionDecoder:
+        if self._net is None or self._cv is None:
+            raise RuntimeError("DiffusionDecoderStage used before load()")
+        return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed)
+
+    def progress_total(self, tokens: torch.Tensor) -> int:
+        """How many times ``run`` calls ``on_progress``: guided denoiser calls (16 per window and video)."""
+        return self._decoder().x0_calls(tokens)
+
+    @torch.inference_mode()
+    def run(
+        self,
+        tokens: torch.Tensor,
+        context: torch.Tensor,
+        num_frames: int = 33,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """DV indices ``[B, T, H, W]`` + T5 embedding ``[B, L, D]`` -> video ``[B, 3, num_frames, 16H, 16W]``.
+
+        On the CPU, values in [0, 1]; the dtype is the reference's (the stage dtype for one window, float32
+        after a blend). ``on_progress(1)`` is called after every guided denoiser call (see
+        :meth:`progress_total`).
+        """
+        on_call = None if on_progress is None else (lambda: on_progress(1))
+        return self._decoder()(tokens, context, num_frames, on_call)
