@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
 
 def human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
+    """Decimal units, as the hub shows sizes."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1000
-    return f"{n} B"  # unreachable; keeps type checkers quiet
+    return f"{n:,.1f} TB"
 
 
 class RichReporter:
@@ -44,7 +45,7 @@ class RichReporter:
 
         self.progress = Progress(
             TextColumn("[bold]{task.description}", table_column=None),
-            BarColumn(),
+            BarColumn(bar_width=24),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
@@ -63,7 +64,7 @@ class RichReporter:
         self.progress.__exit__(*exc)
 
     def start(self, label: str, size: int, counts: bool) -> None:
-        label = label if len(label) <= 60 else "…" + label[-59:]
+        label = label if len(label) <= 48 else "…" + label[-47:]
         self.progress.reset(self.file, total=size, completed=0, description=label, visible=True)
         self.counts = counts
 
@@ -75,28 +76,32 @@ class RichReporter:
 
 def print_plan(plan: Plan) -> None:
     """The ``--dry-run`` report on stdout: per repo its files, sizes and state; then totals and free disk."""
+    from rich import box
     from rich.table import Table
 
     from cosmos_cli.console import stdout
 
+    states = {"present": "present", "check": "on disk, unverified", "download": "download"}
     for rp in plan.repos:
-        table = Table(
-            title=f"{rp.repo.repo_id} @ {rp.revision} ({rp.commit[:10]}) -> {rp.local_root}",
-            title_justify="left",
-            caption=rp.repo.purpose,
-            caption_justify="left",
+        stdout.print(
+            f"[bold]{rp.repo.repo_id}[/bold] @ {rp.revision} ({rp.commit[:10]}): {rp.repo.purpose}\n"
+            f"  -> {rp.local_root}"
+            + ("  (Hugging Face cache layout)" if rp.repo.layout == "hf-cache" else ""),
+            highlight=False,
+            soft_wrap=True,
         )
+        table = Table(box=box.SIMPLE, show_header=False, pad_edge=False, padding=(0, 2))
         table.add_column("file")
         table.add_column("size", justify="right")
         table.add_column("state")
         for f in rp.files:
-            table.add_row(f.path, human(f.size), {"check": "on disk, unverified"}.get(f.status, f.status))
-        table.add_row("[bold]total", f"[bold]{human(sum(f.size for f in rp.files))}", "")
+            table.add_row(f"  {f.path}", human(f.size), states[f.status])
         stdout.print(table)
     stdout.print(
         f"total: {human(plan.total_bytes)} in {len(plan.files)} files; "
         f"to download: {human(plan.download_bytes)}; free disk at {plan.root}: {human(plan.free_bytes())}",
         highlight=False,
+        soft_wrap=True,
     )
 
 

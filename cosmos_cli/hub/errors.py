@@ -77,7 +77,7 @@ def _repo_not_found(err: BaseException, ctx: HubContext) -> DownloadError:
 def _revision_not_found(err: BaseException, ctx: HubContext) -> DownloadError:
     return DownloadError(
         f"revision {ctx.revision!r} not found in {ctx.repo_id} (404)",
-        "check --revision (branch, tag or commit)",
+        "check --revision: a branch, tag or commit of that repo",
     )
 
 
@@ -103,14 +103,14 @@ def _offline(err: BaseException, ctx: HubContext) -> DownloadError:
 def _unreachable(err: BaseException, ctx: HubContext) -> DownloadError:
     return DownloadError(
         f"cannot reach the Hugging Face Hub at {ctx.endpoint} while fetching {ctx.what}",
-        "check the network, the proxy (HTTPS_PROXY) and HF_ENDPOINT, then rerun: finished files are kept",
+        "check the network, HTTPS_PROXY and HF_ENDPOINT, then rerun: finished files are kept",
     )
 
 
 def _not_a_hub(err: BaseException, ctx: HubContext) -> DownloadError:
     return DownloadError(
         f"{ctx.endpoint} did not answer like a Hugging Face Hub for {ctx.what}",
-        "check HF_ENDPOINT (unset it to use https://huggingface.co)",
+        "check HF_ENDPOINT, or unset it to use https://huggingface.co",
     )
 
 

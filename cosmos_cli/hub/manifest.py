@@ -117,8 +117,10 @@ T5 = RepoSpec(
         # One ~45 GB checkpoint holds encoder and decoder: the encoder alone cannot be fetched.
         # Never tf_model.h5 / flax_model.msgpack (another ~90 GB that NVIDIA's download pulls in).
         one_of(("model.safetensors",), ("pytorch_model.bin",), approx_bytes=45_200 * MB),
+        # T5TokenizerFast reads tokenizer.json, or converts spiece.model: at least one, both when published.
+        one_of(("tokenizer.json",), ("spiece.model",)),
         exact("tokenizer.json", 1_400_000, required=False),
-        exact("spiece.model", 792_000),
+        exact("spiece.model", 792_000, required=False),
         exact("tokenizer_config.json", 2_000, required=False),
         exact("special_tokens_map.json", 2_000, required=False),
         exact("generation_config.json", 200, required=False),
