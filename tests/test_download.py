@@ -395,3 +395,47 @@ def test_alternatives_prefer_safetensors_and_never_take_tensorflow():
     t5 = select(T5, ["config.json", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "spiece.model"])
     assert t5.files == ["config.json", "pytorch_model.bin", "spiece.model"] and not t5.missing_required
     assert select(T5, ["config.json", "tf_model.h5", "spiece.model"]).missing_required
+
+
+def test_token_saved_under_hf_home_is_used(hub_content, tmp_path):
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    (home / "token").write_text("hf_good")  # what `hf auth login` writes under HF_HOME
+    with make_hub(hub_content) as hub:
+        run = cli(hub.endpoint, tmp_path / "ck", "--dry-run", token=None, home=home)
+        probes = [e.authorization for e in hub.log if e.method == "HEAD" and e.path.startswith(f"/{LLAMA}/")]
+    assert run.code == 0, run.err
+    assert "(401)" not in run.err and probes == ["Bearer hf_good"]
+
+
+def test_verify_rehashes_files_the_manifest_trusts(hub_content, tmp_path):
+    root = tmp_path / "ck"
+    args = ("4b", "--no-diffusion-decoder", "--no-guardrail")
+    target = root / "Cosmos-1.0-Tokenizer-DV8x16x16/encoder.jit"
+    with make_hub(hub_content) as hub:
+        assert cli(hub.endpoint, root, *args).code == 0
+        stat = target.stat()
+        target.write_bytes(bytes(stat.st_size))  # silent corruption: same size, same mtime
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        hub.log.clear()
+        trusting = cli(hub.endpoint, root, *args)
+        checking = cli(hub.endpoint, root, *args, "--verify")
+        refetched = fetched(hub)
+    assert "nothing to do" in trusting.err
+    assert checking.code == 0, checking.err
+    assert refetched == {(DV, "encoder.jit")}
+    assert target.read_bytes() == hub_content[DV]["encoder.jit"]
+
+
+def test_not_found_on_a_gated_repo_means_no_token():
+    import httpx2
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    response = httpx2.Response(
+        401, request=httpx2.Request("GET", f"https://huggingface.co/api/models/{LLAMA}")
+    )
+    err = RepositoryNotFoundError("401 Client Error", response=response)
+    gated = to_download_error(err, HubContext("https://huggingface.co", LLAMA, "main", gated=True))
+    plain = to_download_error(err, HubContext("https://huggingface.co", "nvidia/typo", "main"))
+    assert "HF_TOKEN" in str(gated) and "(401)" in str(gated)
+    assert "not found" in str(plain)

@@ -64,8 +64,9 @@ class RichReporter:
         self.progress.__exit__(*exc)
 
     def start(self, label: str, size: int, counts: bool) -> None:
-        label = label if len(label) <= 48 else "…" + label[-47:]
-        self.progress.reset(self.file, total=size, completed=0, description=label, visible=True)
+        verb = "get" if counts else "verify"
+        label = label if len(label) <= 44 else "…" + label[-43:]
+        self.progress.reset(self.file, total=size, completed=0, description=f"{verb} {label}", visible=True)
         self.counts = counts
 
     def advance(self, n: int) -> None:

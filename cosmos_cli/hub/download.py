@@ -40,7 +40,8 @@ Status = Literal["present", "check", "download"]
 
 
 class Reporter(Protocol):
-    """Where progress goes. ``counts`` is False while verifying: the total bar counts network bytes only."""
+    """Where progress goes: ``counts`` is True while downloading, False while verifying (the total bar
+    counts network bytes only)."""
 
     def start(self, label: str, size: int, counts: bool) -> None: ...
 
@@ -59,6 +60,11 @@ class PlannedFile:
     """The hub's git blob id; verifies small files, identifies large ones."""
     dest: Path
     status: Status = "download"
+
+    @property
+    def label(self) -> str:
+        """Short name for progress bars: repo name without the organisation, then the path."""
+        return f"{self.repo.repo_id.rsplit('/', 1)[-1]}/{self.path}"
 
 
 @dataclass
@@ -230,7 +236,7 @@ def make_plan(
     used_patterns: set[str] = set()
     for repo in repos:
         revision = _revision_for(repo, revisions)
-        ctx = HubContext(endpoint, repo.repo_id, revision, token_sent=token_sent)
+        ctx = HubContext(endpoint, repo.repo_id, revision, token_sent=token_sent, gated=repo.gated)
         info = _hub_call(ctx, partial(api.model_info, repo.repo_id, revision=revision, files_metadata=True))
         siblings = {s.rfilename: s for s in info.siblings or []}
         selection = select(repo, list(siblings))
@@ -333,7 +339,7 @@ def file_digests(path: Path, size: int, git: bool, advance: Callable[[int], None
 
 def _verify(pf: PlannedFile, path: Path, reporter: Reporter | None) -> tuple[bool, str]:
     if reporter is not None:
-        reporter.start(f"verify {pf.repo.repo_id}/{pf.path}", pf.size, counts=False)
+        reporter.start(pf.label, pf.size, counts=False)
     sha256, sha1 = file_digests(
         path, pf.size, git=pf.sha256 is None, advance=reporter.advance if reporter else _nop
     )
@@ -351,9 +357,10 @@ def _remove(path: Path) -> None:
 
 def _fetch(pf: PlannedFile, rp: RepoPlan, plan: Plan, reporter: Reporter | None) -> Path:
     if reporter is not None:
-        reporter.start(f"{pf.repo.repo_id}/{pf.path}", pf.size, counts=True)
+        reporter.start(pf.label, pf.size, counts=True)
     where = {"local_dir": rp.local_root} if pf.repo.layout == "dir" else {"cache_dir": rp.local_root}
-    ctx = HubContext(plan.endpoint, pf.repo.repo_id, rp.revision, pf.path, bool(plan.token or get_token()))
+    token_sent = bool(plan.token or get_token())
+    ctx = HubContext(plan.endpoint, pf.repo.repo_id, rp.revision, pf.path, token_sent, pf.repo.gated)
     path = _hub_call(
         ctx,
         lambda: hf_hub_download(

@@ -37,6 +37,8 @@ class HubContext:
     revision: str
     file: str | None = None
     token_sent: bool = False
+    gated: bool = False
+    """A repo known to be gated: its "not found" 401 means "no token", not a wrong name."""
 
     @property
     def what(self) -> str:
@@ -140,36 +142,52 @@ def _incomplete(err: BaseException, ctx: HubContext) -> DownloadError:
     )
 
 
-Row = tuple[
-    type[BaseException], Callable[[BaseException], bool], Callable[[BaseException, HubContext], DownloadError]
-]
+Applies = Callable[[BaseException, HubContext], bool]
+Row = tuple[type[BaseException], Applies, Callable[[BaseException, HubContext], DownloadError]]
 
 
-def _any(err: BaseException) -> bool:
+def _any(err: BaseException, ctx: HubContext) -> bool:
     return True
 
 
-def _is_disk_full(err: BaseException) -> bool:
+def _status_is(*codes: int) -> Applies:
+    return lambda err, ctx: _status(err) in codes
+
+
+def _is_gated_401(err: BaseException, ctx: HubContext) -> bool:
+    return ctx.gated and _status(err) == 401
+
+
+def _is_server_error(err: BaseException, ctx: HubContext) -> bool:
+    return (_status(err) or 0) >= 500
+
+
+def _is_remote_entry(err: BaseException, ctx: HubContext) -> bool:
+    return not isinstance(err, LocalEntryNotFoundError)
+
+
+def _is_disk_full(err: BaseException, ctx: HubContext) -> bool:
     return getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
 
 
-def _is_incomplete(err: BaseException) -> bool:
+def _is_incomplete(err: BaseException, ctx: HubContext) -> bool:
     return "Consistency check failed" in str(err)
 
 
 ERROR_TABLE: list[Row] = [
-    (GatedRepoError, lambda e: _status(e) == 403, _gated_403),
+    (GatedRepoError, _status_is(403), _gated_403),
     (GatedRepoError, _any, _gated_401),
     (RevisionNotFoundError, _any, _revision_not_found),
     (DisabledRepoError, _any, _disabled),
+    (RepositoryNotFoundError, _is_gated_401, _gated_401),
     (RepositoryNotFoundError, _any, _repo_not_found),
-    (EntryNotFoundError, lambda e: not isinstance(e, LocalEntryNotFoundError), _entry_not_found),
+    (EntryNotFoundError, _is_remote_entry, _entry_not_found),
     (OfflineModeIsEnabled, _any, _offline),
     (FileMetadataError, _any, _not_a_hub),
-    (HfHubHTTPError, lambda e: _status(e) == 401, _gated_401),
-    (HfHubHTTPError, lambda e: _status(e) == 403, _gated_403),
-    (HfHubHTTPError, lambda e: _status(e) == 429, _rate_limited),
-    (HfHubHTTPError, lambda e: (_status(e) or 0) >= 500, _server_error),
+    (HfHubHTTPError, _status_is(401), _gated_401),
+    (HfHubHTTPError, _status_is(403), _gated_403),
+    (HfHubHTTPError, _status_is(429), _rate_limited),
+    (HfHubHTTPError, _is_server_error, _server_error),
     (httpx2.TransportError, _any, _unreachable),
     (LocalEntryNotFoundError, _any, _unreachable),
     (OSError, _is_disk_full, _disk_full),
@@ -194,6 +212,6 @@ def to_download_error(err: BaseException, ctx: HubContext) -> DownloadError | No
     """
     for candidate in reversed(_causes(err)):
         for kind, applies, build in ERROR_TABLE:
-            if isinstance(candidate, kind) and applies(candidate):
+            if isinstance(candidate, kind) and applies(candidate, ctx):
                 return build(candidate, ctx)
     return None
