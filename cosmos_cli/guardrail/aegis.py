@@ -8,6 +8,8 @@ into a block (NVIDIA answers "safe" when the check crashes).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from cosmos_cli.errors import ModelNotDownloaded
@@ -42,7 +44,9 @@ class Aegis:
             tokenizer = AutoTokenizer.from_pretrained(base_dir)
             base, info = AutoModelForCausalLM.from_pretrained(base_dir, dtype=DTYPE, output_loading_info=True)
             require_all_weights(info, base_dir, "LlamaGuard-7b")
-            model = PeftModel.from_pretrained(base, adapter_dir)
+            with warnings.catch_warnings():  # peft's deprecation notices are not the user's business
+                warnings.simplefilter("ignore", FutureWarning)
+                model = PeftModel.from_pretrained(base, adapter_dir)
         model.to(device, dtype=DTYPE).eval()
         return cls(model, tokenizer)
 
