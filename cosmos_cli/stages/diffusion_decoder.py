@@ -8,12 +8,13 @@ the checkpoint is memory-mapped and assigned, so loading never holds two copies 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
 from cosmos_cli.errors import CheckpointMismatch
+from cosmos_cli.models.diffusion_decoder.blocks import sdpa_backends
 from cosmos_cli.models.diffusion_decoder.config import DD_7B, DiTConfig
 from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
 from cosmos_cli.models.diffusion_decoder.decoder import DiffusionDecoder
@@ -24,7 +25,11 @@ from cosmos_cli.pipeline.stage import Stage
 
 
 class DiffusionDecoderStage(Stage):
-    """``run(tokens [B, T, H, W], context [B, L, D]) -> video [B, 3, num_frames, 16H, 16W]`` in [0, 1]."""
+    """``run(tokens [B, T, H, W], context [B, L, D]) -> video [B, 3, num_frames, 16H, 16W]`` in [0, 1].
+
+    ``attention`` names the SDPA backends to prefer, in order (``("cudnn", "flash")``; see
+    ``scripts/bench_dd.py``'s attention probe); None keeps PyTorch's choice (flash attention on H100).
+    """
 
     name = "diffusion_decoder"
 
@@ -37,12 +42,14 @@ class DiffusionDecoderStage(Stage):
         num_steps: int = 15,
         guidance: float = 1.8,
         compile: bool = False,
+        attention: Sequence[str] | None = None,
     ):
         self.layout = layout
         self.dtype = dtype
         self.seed = seed
         self.settings = SamplerSettings(num_steps=num_steps, guidance=guidance)
         self.compile = compile
+        self.attention = None if attention is None else tuple(attention)
         self.device = torch.device("cpu")
         self._net: DiffusionDecoderDiT | None = None
         self._cv: CVDecoder | None = None
@@ -118,4 +125,5 @@ class DiffusionDecoderStage(Stage):
         :meth:`progress_total`).
         """
         on_call = None if on_progress is None else (lambda: on_progress(1))
-        return self._decoder()(tokens, context, num_frames, on_call)
+        with sdpa_backends(self.attention):
+            return self._decoder()(tokens, context, num_frames, on_call)

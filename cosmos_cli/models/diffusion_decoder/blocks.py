@@ -10,7 +10,9 @@ here with TE's numerics: RMSNorm and RoPE in float32, attention through ``F.scal
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,27 @@ from cosmos_cli.models.diffusion_decoder.rope import apply_rope
 
 LN_EPS = 1e-6
 RMS_EPS = 1e-6
+SDPA_BACKENDS = {
+    "flash": "FLASH_ATTENTION",
+    "cudnn": "CUDNN_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "math": "MATH",
+}
+
+
+def sdpa_backends(names: Sequence[str] | None) -> contextlib.AbstractContextManager:
+    """Restrict ``F.scaled_dot_product_attention`` to ``names``, in priority order (None: PyTorch's choice).
+
+    Must also surround the first call of a compiled block: the backend is chosen when it is traced.
+    """
+    if not names:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    unknown = [n for n in names if n not in SDPA_BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown attention backends {unknown}; choose from {sorted(SDPA_BACKENDS)}")
+    return sdpa_kernel([getattr(SDPBackend, SDPA_BACKENDS[n]) for n in names], set_priority=True)
 
 
 class RMSNorm(nn.Module):
