@@ -183,6 +183,10 @@ def bad_input_case(case: str, media: Path, out_dir: Path) -> tuple[list[str], st
         "corrupt": ([str(media / "noise.mp4"), "-o", out], "noise.mp4: not a readable video"),
         "unsupported": ([str(media / "notes.txt"), "-o", out], "unsupported file type '.txt'"),
         "too short": ([str(media / "five.mp4"), "-o", out], "five.mp4 has 5 frames"),
+        "too short, new folder": (
+            [str(media / "five.mp4"), "-o", str(out_dir / "new" / "o.npy")],
+            "five.mp4 has 5 frames",
+        ),
         "unwritable": ([ok, "-o", str(media / "blocker" / "o.npy")], "blocker is a file"),
         "end past clip": ([ok, "-o", out, "--end-frame", "12"], "past the end of"),
         "two ends": ([ok, "-o", out, "--end-frame", "3", "--end-time", "1"], "both given"),
@@ -200,6 +204,7 @@ CASES = [
     "corrupt",
     "unsupported",
     "too short",
+    "too short, new folder",
     "unwritable",
     "end past clip",
     "two ends",

@@ -322,6 +322,17 @@ def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
     assert _listing(tmp_path) == []
 
 
+def test_atomic_path_creates_parents_and_removes_them_again_on_failure(tmp_path):
+    with pytest.raises(ValueError):
+        with atomic_path(tmp_path / "new" / "deeper" / "out.npy", overwrite=False) as temp:
+            temp.write_bytes(b"half")
+            raise ValueError("writer failed")
+    assert _listing(tmp_path) == []
+    with atomic_path(tmp_path / "new" / "deeper" / "out.npy", overwrite=False) as temp:
+        temp.write_bytes(b"whole")
+    assert _listing(tmp_path) == ["new", "new/deeper", "new/deeper/out.npy"]
+
+
 def test_atomic_path_replaces_a_folder_output(tmp_path):
     target = tmp_path / "frames"
     target.mkdir()

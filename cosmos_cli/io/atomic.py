@@ -28,11 +28,12 @@ def refuse_existing(path: Path, overwrite: bool) -> None:
         raise BadInput(f"{path} already exists", "pass --overwrite to replace it, or choose another output")
 
 
-def _staging_dir(parent: Path, name: str) -> Path:
-    """Create the private staging folder in ``parent`` (creating ``parent`` if needed).
+def _staging_dir(parent: Path, name: str) -> tuple[Path, list[Path]]:
+    """Create the private staging folder in ``parent``, creating ``parent`` if needed.
 
-    Creating it is the writability check: it fails the same way a real write would, also for root, for
-    whom permission bits alone say nothing.
+    Returns the staging folder and the folders created for it (deepest first), so that a failed write
+    can remove them again. Creating the folder doubles as the writability check. It fails the same way
+    a real write would, also for root, for whom permission bits alone say nothing.
     """
     blocker = next((p for p in [parent, *parent.parents] if p.exists() or p.is_symlink()), None)
     if blocker is not None and not blocker.is_dir():
@@ -40,24 +41,37 @@ def _staging_dir(parent: Path, name: str) -> Path:
             f"cannot write to the output folder {parent}: {blocker} is a file, not a folder",
             "choose another output location",
         )
+    created = [p for p in [parent, *parent.parents] if not p.exists()]
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
+        return Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent)), created
     except OSError as err:
+        _remove_empty(created)
         reason = err.strerror or str(err)
         raise BadInput(
             f"cannot write to the output folder {parent}: {reason}", "choose a writable output location"
         ) from err
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders we created (deepest first) unless something else has been put in them."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def check_writable(path: Path, overwrite: bool) -> None:
     """Fail now, before any expensive work, if :func:`atomic_path` would refuse or fail to write ``path``.
 
-    May create ``path``'s missing parent folders, as the write itself would.
+    Leaves no trace: the staging folder and any parent folders made for it are removed again.
     """
     path = Path(path)
     refuse_existing(path, overwrite)
-    os.rmdir(_staging_dir(path.parent, path.name))
+    staging, created = _staging_dir(path.parent, path.name)
+    staging.rmdir()
+    _remove_empty(created)
 
 
 def _commit(temp: Path, target: Path, staging: Path) -> None:
@@ -76,18 +90,23 @@ def atomic_path(path: Path, overwrite: bool) -> Iterator[Path]:
 
     The yielded path does not exist yet and has the same name (so the same suffix, which ffmpeg and numpy
     use to pick a format) inside a hidden staging folder next to ``path``; the caller creates a file *or* a
-    folder there. An existing ``path`` is refused unless ``overwrite``. On any exception the staging folder
-    is deleted and the exception propagates; ``path`` is untouched.
+    folder there. Missing parent folders are created. An existing ``path`` is refused unless ``overwrite``.
+    On any exception the staging folder (and any parent folder made for it) is deleted and the exception
+    propagates; ``path`` is untouched.
     """
     path = Path(path)
     refuse_existing(path, overwrite)
-    staging = _staging_dir(path.parent, path.name)
+    staging, created = _staging_dir(path.parent, path.name)
     temp = staging / path.name
+    committed = False
     try:
         yield temp
         if not (temp.exists() or temp.is_symlink()):
             raise RuntimeError(f"the writer produced nothing at {temp}")
         refuse_existing(path, overwrite)  # something else may have created it meanwhile
         _commit(temp, path, staging)
+        committed = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not committed:
+            _remove_empty(created)
