@@ -190,8 +190,8 @@ def read_video_window(
 def read_image(path: Path) -> np.ndarray:
     """Read an image as uint8 RGB ``(H, W, 3)``, whatever its mode (RGBA, palette, grayscale, 16-bit).
 
-    Alpha is dropped (the colour under it is kept); 16-bit samples are scaled to 8 bits rather than
-    clipped, which is what PIL's own ``convert`` would do to a 16-bit grayscale PNG.
+    Alpha is dropped (the colour under it is kept). 16-bit grayscale is scaled to 8 bits: PIL's own
+    ``convert("RGB")`` would clip every value above 255 to white.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
