@@ -7,9 +7,9 @@ sin-cos table added before every layer), but shaped for fast inference:
 * the static KV cache and the per-sample cross-attention K/V are buffers allocated by an explicit
   :meth:`Transformer.setup_caches` call (fixed shapes make CUDA-graph capture possible);
 * a prefill from position 0 uses causal SDPA over the new tokens only (flash attention, no N x N mask);
-* any other step (one decode token, or K tokens of a speculative window) attends over the whole static
-  cache with a mask built from ``input_pos`` on the device, folding the query heads of one KV group into
-  the query axis instead of repeating K/V (no ``repeat_interleave`` copies of the cache).
+* any other step (one decode token, or K tokens of a speculative window) attends over the valid prefix
+  of the static cache, up to each query's position read on the device (``cache_attention``: a
+  split-K Triton kernel on GPU), with no ``repeat_interleave`` copies of the cache.
 
 Nothing here knows about devices, compilation, tensor parallelism or sampling.
 """
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cosmos_cli.models.ar.cache_attention import cache_attention
 from cosmos_cli.models.ar.positions import abs_pos_table, rope_angles
 from cosmos_cli.models.config import ModelArgs
 
@@ -67,25 +68,6 @@ class KVCache(nn.Module):
             self.v[rows, :, input_pos] = v.transpose(1, 2)
 
 
-def grouped_attention(q, k, v, mask, scale: float) -> torch.Tensor:
-    """Masked attention for GQA without repeating K/V.
-
-    q: (B, S, Hq, D); k, v: (B, Hkv, L, D); mask: bool (B|1, S, L), True = attend.
-    The ``Hq / Hkv`` query heads that share one KV head are folded into the query axis, so one matmul
-    per KV head reads the cache once. Returns (B, S, Hq, D).
-    """
-    b, s, hq, d = q.shape
-    hkv = k.shape[1]
-    rep = hq // hkv
-    qg = q.view(b, s, hkv, rep, d).permute(0, 2, 1, 3, 4).reshape(b, hkv, s * rep, d)
-    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale
-    full_mask = mask[:, None, :, None, :].expand(mask.shape[0], 1, s, rep, mask.shape[-1])
-    scores = scores.masked_fill(~full_mask.reshape(mask.shape[0], 1, s * rep, -1), float("-inf"))
-    probs = torch.softmax(scores, dim=-1).to(v.dtype)
-    out = torch.matmul(probs, v)
-    return out.view(b, hkv, s, rep, d).permute(0, 2, 1, 3, 4).reshape(b, s, hq, d)
-
-
 class Attention(nn.Module):
     """Self-attention (RoPE, KV cache) or cross-attention (context K/V computed once per sample)."""
 
@@ -119,7 +101,7 @@ class Attention(nn.Module):
         v = self._heads(self.wv(context), self.n_kv_heads)
         return k.transpose(1, 2), v.transpose(1, 2)
 
-    def forward(self, x, input_pos=None, rope=None, mask=None, context_kv=None) -> torch.Tensor:
+    def forward(self, x, input_pos=None, rope=None, prefill=False, context_kv=None) -> torch.Tensor:
         q = self._heads(self.wq(x), self.n_heads)
         if self.q_norm is not None:
             q = self.q_norm(q)
@@ -136,14 +118,15 @@ class Attention(nn.Module):
         k, v = k.transpose(1, 2), v.transpose(1, 2)
         if self.kv_cache is not None:
             self.kv_cache.update(input_pos, k, v)
-        if mask is None:  # prefill from position 0: causal attention over the new tokens only
+        if prefill:  # from position 0: causal attention over the new tokens only, no mask tensor
             out = F.scaled_dot_product_attention(
                 q.transpose(1, 2), k, v, is_causal=True, scale=self.scale, enable_gqa=True
             ).transpose(1, 2)
-        else:
-            out = grouped_attention(
-                q, self.kv_cache.k[: x.shape[0]], self.kv_cache.v[: x.shape[0]], mask, self.scale
-            )
+        else:  # decode / speculative window: over the cache's valid prefix, up to each query's position
+            batch = x.shape[0]
+            pos = input_pos.expand(batch, -1) if input_pos.dim() == 1 else input_pos
+            cache_k, cache_v = self.kv_cache.k[:batch], self.kv_cache.v[:batch]
+            out = cache_attention(q, cache_k, cache_v, pos, self.scale)
         return self.wo(out.reshape(x.shape[0], x.shape[1], -1))
 
 
@@ -175,8 +158,8 @@ class TransformerBlock(nn.Module):
         self.context_k: torch.Tensor | None = None
         self.context_v: torch.Tensor | None = None
 
-    def forward(self, x, input_pos, rope, mask) -> torch.Tensor:
-        h = x + self.attention(self.attention_norm(x), input_pos, rope, mask)
+    def forward(self, x, input_pos, rope, prefill: bool) -> torch.Tensor:
+        h = x + self.attention(self.attention_norm(x), input_pos, rope, prefill)
         if self.cross_attention is not None:
             kv = (self.context_k[: x.shape[0]], self.context_v[: x.shape[0]])
             h = h + self.cross_attention(self.cross_attention_norm(h), context_kv=kv)
@@ -260,14 +243,10 @@ class Transformer(nn.Module):
         x = self.tok_embeddings(tokens)
         pos = input_pos if input_pos.dim() == 2 else input_pos[None]
         rope = (self.rope_cos[0, pos], self.rope_sin[0, pos])
-        mask = None
-        if not prefill:
-            slots = torch.arange(self.args.max_seq_len, device=tokens.device)
-            mask = slots[None, None, :] <= pos[:, :, None]
         for layer in self.layers:
             if self.abs_pos is not None:
                 x = x + self.abs_pos[pos]
-            x = layer(x, input_pos, rope, mask)
+            x = layer(x, input_pos, rope, prefill)
         if last_only:
             x = x[:, -1:]
         return self.output(self.norm(x)).float()
