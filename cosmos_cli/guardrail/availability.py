@@ -37,7 +37,7 @@ def check_guardrail_available(mode: str, guardrail_dir: Path) -> None:
         return
     missing = [name for name in _PACKAGES[mode] if importlib.util.find_spec(name) is None]
     if missing:
-        raise CosmosError(f"the guardrail needs {', '.join(missing)}, which is not installed", _EXTRA_HINT)
+        raise CosmosError(f"the guardrail needs {', '.join(missing)} (not installed)", _EXTRA_HINT)
     layout = GuardrailLayout(Path(guardrail_dir))
     absent = None if layout.root.is_dir() else layout.root
     absent = absent or layout.blocklist_missing()
