@@ -439,3 +439,20 @@ def test_not_found_on_a_gated_repo_means_no_token():
     plain = to_download_error(err, HubContext("https://huggingface.co", "nvidia/typo", "main"))
     assert "HF_TOKEN" in str(gated) and "(401)" in str(gated)
     assert "not found" in str(plain)
+
+
+def test_file_in_hf_home_cache_is_copied_not_downloaded(hub_content, tmp_path):
+    home = tmp_path / "hf-home"
+    with make_hub(hub_content) as hub:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(home), HF_HUB_DISABLE_XET="1")
+        populate = f"from huggingface_hub import hf_hub_download; hf_hub_download({DV!r}, 'encoder.jit')"
+        subprocess.run([sys.executable, "-c", populate], env=env, check=True, timeout=60)
+        hub.log.clear()
+        run = cli(hub.endpoint, tmp_path / "ck", "4b", "--no-diffusion-decoder", "--no-guardrail", home=home)
+        files = fetched(hub)
+    assert run.code == 0, run.err
+    assert (DV, "encoder.jit") not in files and (DV, "decoder.jit") in files
+    assert (tmp_path / "ck/Cosmos-1.0-Tokenizer-DV8x16x16/encoder.jit").read_bytes() == hub_content[DV][
+        "encoder.jit"
+    ]

@@ -77,7 +77,6 @@ class RichReporter:
 
 def print_plan(plan: Plan) -> None:
     """The ``--dry-run`` report on stdout: per repo its files, sizes and state; then totals and free disk."""
-    from rich import box
     from rich.table import Table
 
     from cosmos_cli.console import stdout
@@ -91,13 +90,14 @@ def print_plan(plan: Plan) -> None:
             highlight=False,
             soft_wrap=True,
         )
-        table = Table(box=box.SIMPLE, show_header=False, pad_edge=False, padding=(0, 2))
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2))
         table.add_column("file")
         table.add_column("size", justify="right")
         table.add_column("state")
         for f in rp.files:
             table.add_row(f"  {f.path}", human(f.size), states[f.status])
         stdout.print(table)
+        stdout.print()
     stdout.print(
         f"total: {human(plan.total_bytes)} in {len(plan.files)} files; "
         f"to download: {human(plan.download_bytes)}; free disk at {plan.root}: {human(plan.free_bytes())}",
