@@ -43,13 +43,14 @@ def compute_outputs(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, to
         padding_mask=case["padding_mask"],
     )
     pred = denoiser.predict(x_t, sigma)
+    b = x_t.shape[0]
     ours = {
-        "net_in_x": pred.net_in_x[:1],
-        "net_in_timesteps": pred.net_in_timesteps[:1],
-        "net_out_cond": pred.net_out[:1],
-        "net_out_uncond": pred.net_out[1:],
-        "x0_cond": pred.x0[:1],
-        "x0_uncond": pred.x0[1:],
+        "net_in_x": pred.net_in_x[:b],
+        "net_in_timesteps": pred.net_in_timesteps[:b],
+        "net_out_cond": pred.net_out[:b],
+        "net_out_uncond": pred.net_out[b:],
+        "x0_cond": pred.x0[:b],
+        "x0_uncond": pred.x0[b:],
         "x0_cfg": denoiser(x_t, sigma),
     }
     emb, adaln_lora = net.time_embedding(case["net_in_timesteps"])

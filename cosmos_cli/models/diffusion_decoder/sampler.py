@@ -64,11 +64,11 @@ class DenoiserOutput:
 
 
 class GuidedDenoiser:
-    """``x0_fn`` of ``LatentDiffusionDecoderModel.get_x0_fn_from_batch`` for one window.
+    """``x0_fn`` of ``LatentDiffusionDecoderModel.get_x0_fn_from_batch`` for a batch of ``B`` windows.
 
-    Row 0 of every network call is the condition (token indices, T5 context); row 1 the unconditional
-    input: every token index set to 0 (so ``token_embedder.weight[0]``, not a zero vector) and the context
-    zeroed, as the reference's dropout-1.0 uncondition does.
+    Each network call carries ``2B`` rows: first the conditions (token indices, T5 context), then the
+    unconditional inputs: every token index set to 0 (so ``token_embedder.weight[0]``, not a zero vector)
+    and the context zeroed, as the reference's dropout-1.0 uncondition does.
     """
 
     def __init__(
@@ -82,19 +82,20 @@ class GuidedDenoiser:
         fps: float = 24.0,
         padding_mask: torch.Tensor | None = None,
     ):
-        if tokens.shape[0] != 1 or context.shape[0] != 1:
-            raise ValueError("GuidedDenoiser works on one sample (batch 1); loop over samples")
+        if tokens.shape[0] != context.shape[0]:
+            raise ValueError(f"{tokens.shape[0]} token grids but {context.shape[0]} contexts")
         self.net = net
+        self.batch = tokens.shape[0]
         self.tokens = torch.cat([tokens, torch.zeros_like(tokens)])
         self.context = torch.cat([context, torch.zeros_like(context)])
         self.guidance = guidance
         self.sigma_data = sigma_data
-        self.fps = torch.full((2,), fps, dtype=context.dtype, device=context.device)
-        self.padding_mask = None if padding_mask is None else padding_mask.expand(2, *padding_mask.shape[1:])
+        self.fps = torch.full((2 * self.batch,), fps, dtype=context.dtype, device=context.device)
+        self.padding_mask = None if padding_mask is None else padding_mask.repeat(2, 1, 1, 1)
 
     def predict(self, x: torch.Tensor, sigma: torch.Tensor) -> DenoiserOutput:
-        """Conditional and unconditional EDM predictions for ``x`` ``[1, C, T, H, W]`` at ``sigma [1]``."""
-        x2, sigma2 = x.expand(2, *x.shape[1:]), sigma.expand(2)
+        """Rows ``[:B]`` conditional, ``[B:]`` unconditional, for ``x [B, C, T, H, W]`` at ``sigma [B]``."""
+        x2, sigma2 = torch.cat([x, x]), torch.cat([sigma, sigma])
         c_skip, c_out, c_in, c_noise = edm_scaling(sigma2, self.sigma_data)
         net_in = _bcast(c_in, x2) * x2
         net_out = self.net(net_in, c_noise, self.context, self.tokens, self.padding_mask, self.fps)
@@ -103,7 +104,7 @@ class GuidedDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         x0 = self.predict(x, sigma).x0
-        cond, uncond = x0[:1], x0[1:]
+        cond, uncond = x0[: self.batch], x0[self.batch :]
         return cond + self.guidance * (cond - uncond)
 
 
