@@ -456,3 +456,16 @@ def test_file_in_hf_home_cache_is_copied_not_downloaded(hub_content, tmp_path):
     assert (tmp_path / "ck/Cosmos-1.0-Tokenizer-DV8x16x16/encoder.jit").read_bytes() == hub_content[DV][
         "encoder.jit"
     ]
+
+
+def test_a_link_to_a_file_outside_the_tree_is_replaced_not_followed(hub_content, tmp_path):
+    outside = tmp_path / "nvidia-checkout-decoder.jit"
+    outside.write_bytes(bytes(len(hub_content[DV]["decoder.jit"])))  # right size, wrong bytes
+    link = tmp_path / "ck/Cosmos-1.0-Tokenizer-DV8x16x16/decoder.jit"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    with make_hub(hub_content) as hub:
+        run = cli(hub.endpoint, tmp_path / "ck", "4b", "--no-diffusion-decoder", "--no-guardrail")
+    assert run.code == 0, run.err
+    assert outside.read_bytes() == bytes(len(hub_content[DV]["decoder.jit"]))  # the user's file is untouched
+    assert not link.is_symlink() and link.read_bytes() == hub_content[DV]["decoder.jit"]

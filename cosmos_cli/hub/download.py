@@ -146,6 +146,7 @@ class Manifest:
     """The JSON record of verified files, keyed by path under the checkpoint root; saved atomically."""
 
     def __init__(self, root: Path):
+        self.root = root
         self.path = root / MANIFEST_NAME
         self.entries: dict[str, dict] = {}
         if self.path.is_file():
@@ -155,25 +156,25 @@ class Manifest:
             except (ValueError, KeyError, TypeError):
                 self.entries = {}  # unreadable: every file is re-verified by hash, nothing is lost
 
-    def key(self, pf: PlannedFile, root: Path) -> str:
-        return pf.dest.relative_to(root).as_posix()
+    def key(self, pf: PlannedFile) -> str:
+        return pf.dest.relative_to(self.root).as_posix()
 
-    def is_current(self, pf: PlannedFile, root: Path) -> bool:
+    def is_current(self, pf: PlannedFile) -> bool:
         """Recorded for this content, and the file on disk has not changed since (size and mtime)."""
-        entry = self.entries.get(self.key(pf, root))
+        entry = self.entries.get(self.key(pf))
         if entry is None or entry.get("size") != pf.size:
             return False
         same = entry.get("sha256") == pf.sha256 if pf.sha256 else entry.get("git_oid") == pf.git_oid
         stat = pf.dest.stat()
         return same and stat.st_size == pf.size and entry.get("mtime_ns") == stat.st_mtime_ns
 
-    def record(self, pf: PlannedFile, rp: RepoPlan, root: Path, sha256: str) -> None:
-        self.entries[self.key(pf, root)] = {
+    def record(self, pf: PlannedFile, rp: RepoPlan, sha256: str) -> None:
+        self.entries[self.key(pf)] = {
             "repo": pf.repo.repo_id,
             "revision": rp.revision,
             "commit": rp.commit,
             "file": pf.path,
-            "path": self.key(pf, root),
+            "path": self.key(pf),
             "size": pf.size,
             "sha256": sha256,
             "git_oid": pf.git_oid,
@@ -206,10 +207,10 @@ def _dest(root: Path, repo: RepoSpec, commit: str, path: str) -> Path:
     return storage / "snapshots" / commit / path
 
 
-def _status(pf: PlannedFile, manifest: Manifest, root: Path) -> Status:
+def _status(pf: PlannedFile, manifest: Manifest) -> Status:
     if not pf.dest.is_file() or pf.dest.stat().st_size != pf.size:
         return "download"
-    return "present" if manifest.is_current(pf, root) else "check"
+    return "present" if manifest.is_current(pf) else "check"
 
 
 def make_plan(
@@ -247,7 +248,8 @@ def make_plan(
             )
         extra = [f for f in siblings if any(matches(f, p) for p in include)]
         used_patterns.update(p for p in include if any(matches(f, p) for f in siblings))
-        chosen = [f for f in siblings if f in set(selection.files) | set(extra)]
+        wanted = set(selection.files) | set(extra)
+        chosen = [f for f in siblings if f in wanted]
         dropped = {f for f in chosen if any(matches(f, p) for p in exclude)}
         used_patterns.update(p for p in exclude if any(matches(f, p) for f in chosen))
         files = []
@@ -263,7 +265,7 @@ def make_plan(
                 git_oid=sib.blob_id,
                 dest=_dest(root, repo, info.sha, name),
             )
-            pf.status = _status(pf, manifest, root)
+            pf.status = _status(pf, manifest)
             files.append(pf)
         plan.repos.append(RepoPlan(repo, revision, info.sha, files, local_root=_local_root(root, repo)))
         if repo.gated and any(f.status == "download" for f in files):
@@ -347,11 +349,15 @@ def _verify(pf: PlannedFile, path: Path, reporter: Reporter | None) -> tuple[boo
     return ok, sha256
 
 
-def _remove(path: Path) -> None:
-    """Delete a bad file; in the cache layout also the blob its snapshot link points to."""
+def _remove(path: Path, rp: RepoPlan) -> None:
+    """Delete a bad file; in the cache layout also the blob its snapshot link points to.
+
+    A link that leads outside the repo's own folder (say, a user's link to NVIDIA's checkout) is removed,
+    never its target.
+    """
     target = path.resolve()
     path.unlink(missing_ok=True)
-    if target != path:
+    if target != path.absolute() and target.is_relative_to(rp.local_root.resolve()):
         target.unlink(missing_ok=True)
 
 
@@ -419,24 +425,24 @@ def execute(plan: Plan, reporter: Reporter | None = None, reverify: bool = False
             if pf.status != "download":
                 ok, sha256 = _verify(pf, pf.dest, reporter)
                 if ok:
-                    manifest.record(pf, rp, plan.root, sha256)
+                    manifest.record(pf, rp, sha256)
                     manifest.save()
                     (result.present if pf.status == "present" else result.adopted).append(pf)
                     continue
             if pf.dest.is_symlink() or pf.dest.exists():
                 # Else hf_hub_download may hand back the stale file that its own metadata vouches for.
-                _remove(pf.dest)
+                _remove(pf.dest, rp)
             path = _fetch(pf, rp, plan, reporter)
             ok, sha256 = _verify(pf, path, reporter)
             if not ok:
-                _remove(path)
+                _remove(path, rp)
                 expected = pf.sha256 or pf.git_oid
                 raise DownloadError(
                     f"checksum mismatch for {pf.repo.repo_id}/{pf.path}: expected {expected}, got "
                     f"{sha256 if pf.sha256 else 'another git blob id'}; deleted {path}",
                     "rerun to download it again; if it repeats, check the proxy or HF_ENDPOINT",
                 )
-            manifest.record(pf, rp, plan.root, sha256)
+            manifest.record(pf, rp, sha256)
             manifest.save()
             result.downloaded.append(pf)
         _write_ref(rp)
