@@ -44,7 +44,7 @@ class RichReporter:
         from cosmos_cli.console import console, is_rank_zero
 
         self.progress = Progress(
-            TextColumn("[bold]{task.description}", table_column=None),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(bar_width=24),
             DownloadColumn(),
             TransferSpeedColumn(),
@@ -52,7 +52,7 @@ class RichReporter:
             console=console,
             disable=not is_rank_zero() or os.environ.get("COSMOS_CLI_NO_PROGRESS") == "1",
         )
-        self.total = self.progress.add_task("total", total=total_bytes or None)
+        self.total = self.progress.add_task("total", total=total_bytes, visible=total_bytes > 0)
         self.file = self.progress.add_task("", total=None, visible=False)
         self.counts = False
 
