@@ -271,6 +271,13 @@ def print_table(report: dict) -> None:
             f"{fmt(row['peak_gib']):>9s} {fmt(row.get('compile_s'), '.1f'):>10s}"
         )
     print(f"weights: {report['weights_gib']:.2f} GiB")
+    compiled = report["compiled"]
+    if compiled:
+        over = compiled["peak_minus_weights_gib"]
+        print(
+            f"compiled: {compiled['pct_of_matmul']:.0f}% of the matmul rate (target >= 60), "
+            f"peak - weights = {fmt(over)} GiB (target <= 4), {compiled['speedup_vs_eager']:.2f}x vs eager"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
