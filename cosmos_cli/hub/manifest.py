@@ -217,7 +217,7 @@ def resolve_preset(name: str) -> str:
 
 
 def repos_for(presets: list[str], diffusion_decoder: bool = True, guardrail: bool = True) -> list[RepoSpec]:
-    """Every repo the given presets need, each once, in download order (small and gated checks come first).
+    """Every repo the given presets need, each once, in download order (gated access is checked up front).
 
     Text-conditioned (Video2World) presets need T5 and the text guardrail (blocklist + Aegis on LlamaGuard);
     base 4B/12B models have no cross-attention and run only the video guardrail (spec 1.2, guardrail.md 1).
