@@ -289,6 +289,9 @@ def test_stage_refuses_a_checkpoint_of_another_size(tiny_root, tmp_path):
     (tmp_path / DIFFUSION_DECODER_DIR / ARCH_FILE).write_text(json.dumps(arch))
     with pytest.raises(CheckpointMismatch, match="wrong shapes token_embedder.weight"):
         DiffusionDecoderStage(CheckpointLayout(tmp_path), dtype=torch.float32).load(torch.device("cpu"))
+    (tmp_path / DIFFUSION_DECODER_DIR / "model.pt").write_bytes(b"truncated download")
+    with pytest.raises(CheckpointMismatch, match="cannot read .*model.pt as a PyTorch checkpoint"):
+        DiffusionDecoderStage(CheckpointLayout(tmp_path), dtype=torch.float32).load(torch.device("cpu"))
 
 
 # ---- benchmark ---------------------------------------------------------------------------------------

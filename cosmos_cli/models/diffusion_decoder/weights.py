@@ -63,12 +63,22 @@ def check_state_dict(net: DiffusionDecoderDiT, state: dict[str, torch.Tensor], s
         raise CheckpointMismatch(f"{source}: wrong shapes {_summary(wrong)}", hint)
 
 
+def _torch_load(path: Path) -> object:
+    """Memory-mapped when the file allows it (zip format), so 14 GB are never read twice."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
-        raw = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        raw = _torch_load(path)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user problem
         raise CheckpointMismatch(
-            f"cannot read {path} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
+            f"cannot read {path} as a PyTorch checkpoint ({type(err).__name__})",
             "delete it and download the diffusion decoder again",
         ) from err
     if not isinstance(raw, dict):
