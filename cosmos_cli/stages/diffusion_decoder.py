@@ -17,7 +17,7 @@ from cosmos_cli.errors import CheckpointMismatch
 from cosmos_cli.models.diffusion_decoder.blocks import sdpa_backends
 from cosmos_cli.models.diffusion_decoder.config import DD_7B, DiTConfig
 from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
-from cosmos_cli.models.diffusion_decoder.decoder import DiffusionDecoder
+from cosmos_cli.models.diffusion_decoder.decoder import DiffusionDecoder, num_windows
 from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, compile_blocks
 from cosmos_cli.models.diffusion_decoder.sampler import SamplerSettings
 from cosmos_cli.models.diffusion_decoder.weights import load_network, load_state_dict_file
@@ -108,7 +108,7 @@ class DiffusionDecoderStage(Stage):
 
     def progress_total(self, tokens: torch.Tensor) -> int:
         """How many times ``run`` calls ``on_progress``: guided denoiser calls (16 per window and video)."""
-        return self._decoder().x0_calls(tokens)
+        return tokens.shape[0] * num_windows(tokens.shape[1]) * self.settings.x0_calls
 
     @torch.inference_mode()
     def run(

@@ -35,6 +35,16 @@ DV_TO_CV_SPATIAL = 2
 """DV tokens are 16x16 pixels, CV latents 8x8: the latent grid is twice the token grid."""
 
 
+def num_windows(latent_frames: int) -> int:
+    return len(window_starts(latent_frames, WINDOW, OVERLAP))
+
+
+def output_frames(latent_frames: int) -> int:
+    """Pixel frames after blending all windows (before truncation to the requested length)."""
+    n = num_windows(latent_frames)
+    return n * pixel_frames(WINDOW) - OVERLAP * (n - 1) if n else 0
+
+
 def initial_noise(
     shape: tuple[int, ...], seed: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
@@ -55,18 +65,6 @@ class DiffusionDecoder:
         self.settings = settings
         self.seed = seed
 
-    def num_windows(self, latent_frames: int) -> int:
-        return len(window_starts(latent_frames, WINDOW, OVERLAP))
-
-    def output_frames(self, latent_frames: int) -> int:
-        """Pixel frames after blending all windows (before truncation to the requested length)."""
-        n = self.num_windows(latent_frames)
-        return n * pixel_frames(WINDOW) - OVERLAP * (n - 1)
-
-    def x0_calls(self, tokens: torch.Tensor) -> int:
-        """Guided denoiser calls for a ``[B, T, H, W]`` token batch (the unit of ``on_call``)."""
-        return tokens.shape[0] * self.num_windows(tokens.shape[1]) * self.settings.x0_calls
-
     def validate(self, tokens: torch.Tensor, context: torch.Tensor, num_frames: int) -> None:
         cfg = self.net.config
         if tokens.ndim != 4 or tokens.is_floating_point():
@@ -85,7 +83,7 @@ class DiffusionDecoder:
                 f"DV token ids outside [0, {cfg.token_voc})",
                 "pass video token indices only (no <bov>, no padding)",
             )
-        available = self.output_frames(tokens.shape[1]) if self.num_windows(tokens.shape[1]) else 0
+        available = output_frames(tokens.shape[1])
         if not 1 <= num_frames <= available:
             raise BadInput(
                 f"cannot produce {num_frames} frames from {tokens.shape[1]} latent frames",
