@@ -9,6 +9,7 @@ the checkpoint is memory-mapped and assigned, so loading never holds two copies 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -55,7 +56,7 @@ class DiffusionDecoderStage(Stage):
         self._cv: CVDecoder | None = None
 
     @property
-    def weights_path(self):
+    def weights_path(self) -> Path:
         return self.layout.dd_dir / "model.pt"
 
     def architecture(self) -> DiTConfig:
