@@ -1,5 +1,7 @@
 """The video stage: SigLIP + safety MLP verdicts, RetinaFace-R50 detection and pixelation, tiny stand-ins."""
 
+# ruff: noqa: E501  (OpenCV reference values are long hex strings)
+
 from __future__ import annotations
 
 import numpy as np
@@ -111,16 +113,48 @@ def test_run_rejects_frames_that_are_not_uint8_thwc(stages):
 # --- pixelation and detection pieces ---
 
 
-def test_pixelate_makes_5x5_blocks():
-    region = np.random.default_rng(1).integers(0, 256, size=(40, 30, 3), dtype=np.uint8)
-    out = pixelate(region)
-    assert out.shape == region.shape and out.dtype == np.uint8
-    blocks = out.reshape(5, 8, 5, 6, 3)
-    assert (blocks == blocks[:, :1, :, :1]).all()  # constant inside each 8x6 block
-    # bilinear sample at source position (block centre - 0.5): rows 3.5, cols 2.5 for the first block
-    expected = region[3:5, 2:4].astype(float).mean(axis=(0, 1))
-    np.testing.assert_allclose(out[0, 0], expected, atol=0.51)
-    flat = np.full((25, 25, 3), 77, dtype=np.uint8)
+# cv2.resize(region, (5, 5), interpolation=cv2.INTER_LINEAR).tobytes().hex() with opencv-python-headless 5.0.0,
+# for regions drawn in this order from np.random.default_rng(7).integers(0, 256, (h, w, 3), dtype=np.uint8).
+OPENCV_5X5 = [
+    (
+        (20, 20),
+        "b06b5faa9c496f73619470886d6a8b418b71788f8e80b8628ca45a766b818f8b7f925b7ec8547a5f9d9e9a8e8a7b934ba231afe65d9fb0878fc0bade638c9f9b4379caa363a27065968577",
+    ),
+    (
+        (23, 37),
+        "a57554be7f536f1e6a10674b4527d22b61a0b16a4da64849b08a744e8a93d1b6a48c408057f75c7b7a686628378081a734a18f72558ecba2af962ea64c6d9c83b44c6031196e3957463092",
+    ),
+    (
+        (41, 29),
+        "a087ca4248ad7b74af39525a828c57e0c7cd71a557d07fd2bb6885484c8e6682f26f29cc8bbf1b59cbce299b77d164972a43b99a8d3f9838b9329b42c8b0225369b57f97cd5d3e72ae8f99",
+    ),
+    (
+        (64, 48),
+        "c18b42dddae087876fdd7b95e7b71c9673e74642539f77807171c2829f58bc9f79688d6c6a4f92415f802c90b371468839b23b7a705f87322e95665a4294318329403a465db0b736b883cd",
+    ),
+    (
+        (100, 77),
+        "3870b5a0547794877381899521b166a74e5237a18a73ca3474895b83305e4d87e069b482b9563f5a7d74af9835656d8952945f6895ed49869fc2577f5dad4f798d8674c35e468a9ab46d7d",
+    ),
+    (
+        (257, 31),
+        "3d7597d180603081dd9aa2c8a4927a97a95d83a9c75ba08d92588e7d86a4354292340d623eaff31eb8b3584683a8887a5a8e59f04c79d56d969ba08060af5cdc21b5c596cdaa7847765ca3",
+    ),
+]
+
+
+def test_pixelate_matches_opencv():
+    rng = np.random.default_rng(7)
+    for (h, w), hex_values in OPENCV_5X5:
+        region = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        small = np.frombuffer(bytes.fromhex(hex_values), dtype=np.uint8).reshape(5, 5, 3)
+        # cv2.INTER_NEAREST back up: destination pixel d reads source floor(d * 5 / size)
+        expected = small[(np.arange(h) * 5) // h][:, (np.arange(w) * 5) // w]
+        np.testing.assert_array_equal(pixelate(region), expected)
+
+
+def test_pixelate_keeps_a_flat_region():
+    flat = np.full((25, 31, 3), 77, dtype=np.uint8)
     np.testing.assert_array_equal(pixelate(flat), flat)
 
 
