@@ -89,6 +89,23 @@ class Attention(nn.Module):
             self.q_norm = self.k_norm = None
         self.scale = 1.0 / math.sqrt(args.head_dim)
         self.kv_cache: KVCache | None = None
+        self.wqkv: nn.Linear | None = None
+
+    @torch.no_grad()
+    def fuse_projections(self) -> None:
+        """Replace wq/wk/wv by one matrix: one large GEMV per decode step instead of three small ones.
+
+        Applied after loading (the checkpoint keeps NVIDIA's names); self-attention only, since the
+        cross-attention K/V are computed once per sample.
+        """
+        if self.cross or self.wqkv is not None:
+            return
+        weight = torch.cat([self.wq.weight, self.wk.weight, self.wv.weight])
+        self.wqkv = nn.Linear(
+            weight.shape[1], weight.shape[0], bias=False, device=weight.device, dtype=weight.dtype
+        )
+        self.wqkv.weight = nn.Parameter(weight, requires_grad=False)
+        del self.wq, self.wk, self.wv
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], n, self.head_dim)
@@ -101,18 +118,28 @@ class Attention(nn.Module):
         v = self._heads(self.wv(context), self.n_kv_heads)
         return k.transpose(1, 2), v.transpose(1, 2)
 
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.wqkv is None:
+            return self.wq(x), self.wk(x), self.wv(x)
+        kv = self.n_kv_heads * self.head_dim
+        return self.wqkv(x).split([self.n_heads * self.head_dim, kv, kv], dim=-1)
+
     def forward(self, x, input_pos=None, rope=None, prefill=False, context_kv=None) -> torch.Tensor:
-        q = self._heads(self.wq(x), self.n_heads)
-        if self.q_norm is not None:
-            q = self.q_norm(q)
         if self.cross:
+            q = self._heads(self.wq(x), self.n_heads)
+            if self.q_norm is not None:
+                q = self.q_norm(q)
             k, v = context_kv
             out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, scale=self.scale, enable_gqa=True)
             return self.wo(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
-        k = self._heads(self.wk(x), self.n_kv_heads)
-        if self.k_norm is not None:
-            k = self.k_norm(k)
-        v = self._heads(self.wv(x), self.n_kv_heads)
+        q, k, v = self._project(x)
+        q, k, v = (
+            self._heads(q, self.n_heads),
+            self._heads(k, self.n_kv_heads),
+            self._heads(v, self.n_kv_heads),
+        )
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = rope
         q, k = apply_rope(q, cos, sin).type_as(x), apply_rope(k, cos, sin).type_as(x)
         k, v = k.transpose(1, 2), v.transpose(1, 2)
@@ -138,9 +165,26 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(args.dim, args.ffn_hidden_size, bias=False)
         self.w2 = nn.Linear(args.ffn_hidden_size, args.dim, bias=False)
         self.w3 = nn.Linear(args.dim, args.ffn_hidden_size, bias=False)
+        self.w13: nn.Linear | None = None
+
+    @torch.no_grad()
+    def fuse_projections(self) -> None:
+        """One gate+up GEMV (w1 and w3 stacked) instead of two; applied after loading."""
+        if self.w13 is not None:
+            return
+        weight = torch.cat([self.w1.weight, self.w3.weight])
+        self.w13 = nn.Linear(
+            weight.shape[1], weight.shape[0], bias=False, device=weight.device, dtype=weight.dtype
+        )
+        self.w13.weight = nn.Parameter(weight, requires_grad=False)
+        del self.w1, self.w3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        if self.w13 is None:
+            gate, up = self.w1(x), self.w3(x)
+        else:
+            gate, up = self.w13(x).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
 
 
 class TransformerBlock(nn.Module):
@@ -207,6 +251,16 @@ class Transformer(nn.Module):
                 batch_size, attn.n_kv_heads, self.args.max_seq_len, attn.head_dim, dtype, device
             )
         self.max_batch_size = batch_size
+
+    def fuse_projections(self) -> None:
+        """Fuse q/k/v and gate/up projections for fast decoding (see ``Attention.fuse_projections``).
+
+        Changes the state-dict names, so call it after loading and before compiling; a fused model
+        still produces the same logits.
+        """
+        for layer in self.layers:
+            layer.attention.fuse_projections()
+            layer.feed_forward.fuse_projections()
 
     def free_caches(self) -> None:
         for layer in self.layers:
