@@ -121,3 +121,24 @@ def test_the_check_imports_no_model_code(tmp_path):
 def test_off_warning_names_the_licence_clause():
     assert "NVIDIA Open Model License" in GUARDRAIL_OFF_WARNING
     assert "section 2.1" in GUARDRAIL_OFF_WARNING and "terminates" in GUARDRAIL_OFF_WARNING
+
+
+def test_tiny_folder_is_complete_and_runs_in_full_mode(tmp_path):
+    import numpy as np
+
+    from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
+    from cosmos_cli.tiny.guardrail import write_tiny_guardrail
+
+    folder = write_tiny_guardrail(tmp_path / "checkpoints", seed=1)
+    assert folder == tmp_path / "checkpoints" / "Cosmos-1.0-Guardrail"
+    assert [p.name for p in folder.parent.iterdir()] == ["Cosmos-1.0-Guardrail"]  # no staging left behind
+    check_guardrail_available("full", folder)
+    text, video = TextGuardrailStage(folder), VideoGuardrailStage(folder)
+    text.load("cpu")
+    video.load("cpu")
+    text.check("A robot arm picks up a red cup.")
+    frames = np.zeros((2, 48, 64, 3), dtype=np.uint8)
+    out, faces = video.run(frames)
+    assert faces == 0 and (out == frames).all()
+    write_tiny_guardrail(tmp_path / "checkpoints", seed=1, faces="everywhere")  # replaces the old copy
+    assert [p.name for p in folder.parent.iterdir()] == ["Cosmos-1.0-Guardrail"]
