@@ -39,8 +39,8 @@ def _load_or_explain(what: str, loader: Callable):
     """Run a loader; a file that exists but cannot be read becomes a one-line re-download hint."""
     try:
         return loader()
-    except CosmosError:
-        raise
+    except (CosmosError, torch.cuda.OutOfMemoryError, MemoryError):
+        raise  # already explained, or not a file problem
     except Exception as err:  # noqa: BLE001 - any reader failure means the files are unusable
         raise CheckpointMismatch(
             f"cannot load the guardrail {what}: {_one_line(f'{type(err).__name__}: {err}')}",
