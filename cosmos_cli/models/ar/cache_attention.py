@@ -92,15 +92,16 @@ if triton is not None:
             v = tl.load(v_base + cols[:, None] * stride_vn + dims[None, :], mask=col_ok[:, None], other=0.0)
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
             m_i = m_new
-        out = (pid_bh * n_splits + split) * BLOCK_M
-        tl.store(ACC + (out + rows)[:, None] * D + dims[None, :], acc)
-        tl.store(MAX + out + rows, m_i)
-        tl.store(SUM + out + rows, l_i)
+        out = (pid_bh * n_splits + split) * n_rows  # only the valid rows are written: less to combine
+        tl.store(ACC + (out + rows)[:, None] * D + dims[None, :], acc, mask=row_ok[:, None])
+        tl.store(MAX + out + rows, m_i, mask=row_ok)
+        tl.store(SUM + out + rows, l_i, mask=row_ok)
 
 
 def _num_splits(batch_heads: int, length: int, block_n: int) -> int:
-    """Enough programs to fill the GPU (~2 per SM on an H100) without splits shorter than a tile."""
-    return max(1, min(256 // max(batch_heads, 1), length // block_n, 64))
+    """Splits of a few tiles each, so that even an early, short prefix keeps most SMs busy, capped so
+    that the partial results to combine stay small next to the cache they summarise."""
+    return max(1, min(1024 // max(batch_heads, 1), triton.cdiv(length, 2 * block_n), 48))
 
 
 @torch.library.custom_op("cosmos::cache_attention", mutates_args=())
@@ -118,8 +119,8 @@ def cache_attention(
     block_n = 64
     splits = _num_splits(b * hkv, length, block_n)
     split_len = triton.cdiv(triton.cdiv(length, splits), block_n) * block_n
-    acc = torch.empty(b * hkv * splits * block_m, d, device=q.device, dtype=torch.float32)
-    row_max = torch.empty(b * hkv * splits * block_m, device=q.device, dtype=torch.float32)
+    acc = torch.empty(b * hkv * splits * n_rows, d, device=q.device, dtype=torch.float32)
+    row_max = torch.empty(b * hkv * splits * n_rows, device=q.device, dtype=torch.float32)
     row_sum = torch.empty_like(row_max)
     q = q.contiguous()
     pos = pos.to(torch.int64).contiguous()
@@ -133,9 +134,9 @@ def cache_attention(
         REP=rep, D=d, BLOCK_M=block_m, BLOCK_N=block_n,
         num_warps=4, num_stages=2,
     )  # fmt: skip
-    acc = acc.view(b, hkv, splits, block_m, d)[..., :n_rows, :]
-    row_max = row_max.view(b, hkv, splits, block_m)[..., :n_rows]
-    row_sum = row_sum.view(b, hkv, splits, block_m)[..., :n_rows]
+    acc = acc.view(b, hkv, splits, n_rows, d)
+    row_max = row_max.view(b, hkv, splits, n_rows)
+    row_sum = row_sum.view(b, hkv, splits, n_rows)
     top = row_max.amax(dim=2, keepdim=True)
     weight = torch.where(row_max == float("-inf"), 0.0, torch.exp(row_max - top))
     out = (acc * weight[..., None]).sum(2) / (row_sum * weight).sum(2)[..., None]

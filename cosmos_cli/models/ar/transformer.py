@@ -130,8 +130,15 @@ class Attention(nn.Module):
             if self.q_norm is not None:
                 q = self.q_norm(q)
             k, v = context_kv
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, scale=self.scale, enable_gqa=True)
-            return self.wo(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+            if prefill:
+                out = F.scaled_dot_product_attention(
+                    q.transpose(1, 2), k, v, scale=self.scale, enable_gqa=True
+                )
+                out = out.transpose(1, 2)
+            else:  # a few queries over the short context: the split-K kernel, every key visible
+                every_key = torch.full(q.shape[:2], k.shape[2] - 1, dtype=torch.long, device=q.device)
+                out = cache_attention(q, k, v, every_key, self.scale)
+            return self.wo(out.reshape(x.shape[0], x.shape[1], -1))
         q, k, v = self._project(x)
         q, k, v = (
             self._heads(q, self.n_heads),
@@ -206,7 +213,7 @@ class TransformerBlock(nn.Module):
         h = x + self.attention(self.attention_norm(x), input_pos, rope, prefill)
         if self.cross_attention is not None:
             kv = (self.context_k[: x.shape[0]], self.context_v[: x.shape[0]])
-            h = h + self.cross_attention(self.cross_attention_norm(h), context_kv=kv)
+            h = h + self.cross_attention(self.cross_attention_norm(h), prefill=prefill, context_kv=kv)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
