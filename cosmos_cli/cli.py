@@ -54,6 +54,8 @@ app.command("doctor")(doctor.command)
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if "generate" in args:
+        args = generate.translate_nvidia_flags(args)
     debug = "--debug" in args or debug_from_env()
     try:
         app(args=args, prog_name="cosmos-cli")  # standalone: usage errors print and exit 2 themselves

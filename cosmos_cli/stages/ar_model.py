@@ -1,0 +1,117 @@
+"""The AR-model stage: NVIDIA's ``model.pt`` (or random weights at the real shape) behind the Stage contract.
+
+Resolves the architecture the way the reference does, from the checkpoint folder's name ("...-5B-..." ->
+the 5B preset), unless a ``cosmos_arch.json`` next to the weights describes another shape (tiny models).
+On the GPU the loaded model gets fused projections and a generator with the compiled, CUDA-graph decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
+from cosmos_cli.decode.generator import ARGenerator
+from cosmos_cli.decode.sampling import SamplingParams
+from cosmos_cli.errors import BadInput
+from cosmos_cli.models.ar.transformer import Transformer
+from cosmos_cli.models.ar.weights import build_model
+from cosmos_cli.models.config import PRESETS, ModelArgs, preset_from_dir_name
+from cosmos_cli.pipeline.stage import Stage
+
+
+def resolve_model_args(ar_dir: Path) -> ModelArgs:
+    """The architecture of the checkpoint in ``ar_dir``: its ``cosmos_arch.json``, else the name's preset."""
+    arch = ar_dir / ARCH_FILE
+    if arch.exists():
+        return ModelArgs.from_json(arch)
+    preset = preset_from_dir_name(ar_dir.name)
+    if preset is None:
+        raise BadInput(
+            f"cannot tell the model size from the folder name {ar_dir.name!r}",
+            "use NVIDIA's folder names (e.g. Cosmos-1.0-Autoregressive-5B-Video2World) or add a cosmos_arch.json",
+        )
+    return PRESETS[preset]
+
+
+class ARModelStage(Stage):
+    """Prompt tokens + text context -> generated video tokens."""
+
+    name = "ar_model"
+
+    def __init__(
+        self,
+        layout: CheckpointLayout,
+        *,
+        dtype: torch.dtype,
+        load_format: str = "auto",
+        compile: bool = False,
+        model_transform: Callable[[Transformer], Transformer] | None = None,
+    ):
+        if load_format not in ("auto", "dummy"):
+            raise BadInput(f"unknown --load-format {load_format!r}", "use auto or dummy")
+        self.layout = layout
+        self.dtype = dtype
+        self.load_format = load_format
+        self.compile = compile
+        self.model_transform = model_transform
+        self.args = resolve_model_args(layout.ar_dir)
+        self.model: Transformer | None = None
+        self.generator: ARGenerator | None = None
+
+    @property
+    def weights(self) -> Path | None:
+        return None if self.load_format == "dummy" else self.layout.ar_weights
+
+    def require_files(self) -> None:
+        if self.weights is not None:
+            self.layout.require(self.weights, what="AR model weights")
+
+    def load(self, device: torch.device) -> None:
+        device = torch.device(device)
+        if self.model is not None:
+            self.to(device)
+            return
+        self.require_files()
+        model = build_model(self.args, weights=self.weights, dtype=self.dtype, device=device)
+        if self.model_transform is not None:
+            model = self.model_transform(model)
+        if device.type == "cuda":
+            model.fuse_projections()
+        self.model = model
+        self.generator = ARGenerator(model, compile=self.compile and device.type == "cuda")
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [] if self.model is None else [self.model]
+
+    def _drop(self) -> None:
+        self.model = None
+        self.generator = None
+
+    def to(self, device: torch.device) -> None:
+        """Move the weights; caches are freed and captured graphs dropped (their addresses change)."""
+        if self.model is None:
+            return
+        self.model.free_caches()
+        self.model.to(device)
+        self.generator = ARGenerator(self.model, compile=self.compile and torch.device(device).type == "cuda")
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompt: torch.Tensor,
+        context: torch.Tensor | None,
+        num_new: int,
+        params: SamplingParams,
+        seeds: torch.Tensor,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """``num_new`` tokens (B, num_new) after ``prompt`` (B, P), each sample seeded by ``seeds`` (B,)."""
+        if self.generator is None:
+            raise RuntimeError("ARModelStage.generate called before load")
+        use_context = context if self.args.cross_attn_every_k_layers else None
+        return self.generator.generate(
+            prompt, num_new, params, seeds, context=use_context, on_progress=on_progress
+        )

@@ -1,0 +1,118 @@
+"""`cosmos-cli generate` end to end on the tiny checkpoints: real files, real ffmpeg, the whole pipeline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from cosmos_cli.cli import main
+from cosmos_cli.io.video import read_mp4
+from tests.conftest import TINY_AR_DIR, shared_path
+
+PROMPT = "A video recorded from a moving vehicle's perspective, capturing roads and buildings."
+
+
+def generate(ckpt, *args: str) -> int:
+    return main(["generate", "--checkpoint-dir", str(ckpt), "--ar-model-dir", TINY_AR_DIR, *args])
+
+
+def test_single_clip_to_33_frame_mp4(tiny_checkpoints, tmp_path):
+    clip = shared_path("data", "clips", "input.mp4")
+    out = tmp_path / "out"
+    assert generate(tiny_checkpoints, "--input", str(clip), "--prompt", PROMPT, "--output-dir", str(out)) == 0
+    video = read_mp4(out / "input" / "input.mp4")
+    assert video.shape == (33, 64, 96, 3)
+    record = json.loads((out / "input" / "generation.json").read_text())
+    assert record["status"] == "succeeded"
+    assert record["decoder"] == "diffusion_decoder"
+    assert record["faces_pixelated"] == 0
+    assert record["sample"]["prompt"] == PROMPT
+    assert {"text_encoder", "tokenize", "ar_model", "diffusion_decoder"} <= set(record["timings_s"])
+
+
+def test_nvidia_flag_names_and_dv_decoder_are_deterministic(tiny_checkpoints, tmp_path):
+    clip = shared_path("data", "clips", "input.mp4")
+    runs = []
+    for name in ("a", "b"):
+        argv = ["--input_image_or_video_path", str(clip), "--prompt", PROMPT, "--video_save_folder", str(tmp_path),
+                "--video_save_name", name, "--disable_diffusion_decoder", "--seed", "3"]  # fmt: skip
+        assert generate(tiny_checkpoints, *argv) == 0
+        record = json.loads((tmp_path / name / "generation.json").read_text())
+        assert record["decoder"] == "dv_tokenizer"
+        runs.append(read_mp4(tmp_path / name / f"{name}.mp4"))
+    assert np.array_equal(runs[0], runs[1])  # same seed -> the same video
+    argv = ["--input", str(clip), "--prompt", PROMPT, "--output-dir", str(tmp_path), "--video-save-name", "c",
+            "--disable-diffusion-decoder", "--seed", "4"]  # fmt: skip
+    assert generate(tiny_checkpoints, *argv) == 0
+    assert not np.array_equal(runs[0], read_mp4(tmp_path / "c" / "c.mp4"))
+
+
+def test_image_input_gives_33_frames(tiny_checkpoints, tmp_path):
+    image = shared_path("data", "clips", "input.jpg")
+    argv = ["--input", str(image), "--prompt", PROMPT, "--output-dir", str(tmp_path), "--disable-diffusion-decoder"]
+    assert generate(tiny_checkpoints, *argv) == 0
+    assert read_mp4(tmp_path / "input" / "input.mp4").shape[0] == 33
+    record = json.loads((tmp_path / "input" / "generation.json").read_text())
+    assert record["sample"]["num_input_frames"] == 1
+
+
+def test_batch_with_duplicate_basenames_and_resume(tiny_checkpoints, tmp_path):
+    clips = shared_path("data", "clips")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(clips / "batch_inputs_0.mp4", tmp_path / "a" / "clip.mp4")
+    shutil.copy(clips / "batch_inputs_1.mp4", tmp_path / "b" / "clip.mp4")
+    lines = [{"prompt": PROMPT, "visual_input": "a/clip.mp4"}, {"prompt": PROMPT, "visual_input": "b/clip.mp4"},
+             {"prompt": PROMPT, "visual_input": "missing.mp4"}]  # fmt: skip
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("\n".join(json.dumps(line) for line in lines))
+    out = tmp_path / "out"
+    argv = ["--batch-input", str(batch), "--output-dir", str(out), "--disable-diffusion-decoder", "--batch-size", "2"]
+    assert generate(tiny_checkpoints, *argv) == 2  # the missing clip fails; the others are written
+    names = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert names == ["000_clip", "001_clip", "002_missing"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["samples"]] == ["succeeded", "succeeded", "failed"]
+    assert not list((out / "002_missing").glob("*.mp4"))
+    first = (out / "000_clip" / "000_clip.mp4").stat().st_mtime_ns
+    # An interrupted batch resumes: finished samples are skipped, the failed one is retried.
+    batch.write_text("\n".join(json.dumps(line) for line in lines[:2]))
+    assert generate(tiny_checkpoints, *argv) == 0
+    assert (out / "000_clip" / "000_clip.mp4").stat().st_mtime_ns == first
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["samples"]] == ["skipped", "skipped"]
+
+
+def test_guardrail_blocks_prompt_with_exit_3(tiny_checkpoints, tmp_path):
+    clip = shared_path("data", "clips", "input.mp4")
+    argv = ["--input", str(clip), "--prompt", "a forbiddenword scene", "--output-dir", str(tmp_path)]
+    assert generate(tiny_checkpoints, *argv) == 3
+    assert not list(tmp_path.rglob("*.mp4"))
+    record = json.loads((tmp_path / "input" / "generation.json").read_text())
+    assert record["status"] == "blocked"
+    assert record["error"].startswith("guardrail blocked the prompt (blocklist")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prompt", "x"], "exactly one of --input or --batch-input"),
+        (["--input", "nope.mp4"], "--prompt is required"),
+        (["--input", "nope.mp4", "--prompt", "x", "--placement", "ar_model=moon"], "bad --placement"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(tiny_checkpoints, capsys, args, message):
+    assert generate(tiny_checkpoints, *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_checkpoint_names_the_file_and_download(tmp_path, capsys):
+    clip = shared_path("data", "clips", "input.mp4")
+    code = main(["generate", "--checkpoint-dir", str(tmp_path), "--input", str(clip), "--prompt", "x"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "model.pt" in err and "cosmos-cli download" in err
