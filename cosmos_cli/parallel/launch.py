@@ -132,11 +132,6 @@ def should_relaunch(gpus: int, nnodes: int = 1) -> bool:
     return (gpus > 1 or nnodes > 1) and TorchrunEnv.from_environ() is None
 
 
-def reported_by_launcher() -> bool:
-    """True in a worker started by :func:`relaunch`: the launcher prints the failure, not the worker."""
-    return os.environ.get(LAUNCHED_ENV) == "1" and TorchrunEnv.from_environ() is not None
-
-
 # ---- the launcher side ----------------------------------------------------------------------------
 def relaunch(cmd: Sequence[str], *, debug: bool = False) -> None:
     """Run a :func:`torchrun_command` line and wait for all ranks; raise one error if any rank fails.
@@ -155,7 +150,8 @@ def relaunch(cmd: Sequence[str], *, debug: bool = False) -> None:
     args = parse_args(cmd[3:])
     os.environ[LAUNCHED_ENV] = "1"
     os.environ[NVLS_ENV] = "0"  # the workers inherit it before any NCCL communicator exists
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)))
+    nproc = int(args.nproc_per_node) if str(args.nproc_per_node).isdigit() else 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     if not debug:
         _quiet_agent_logs()
     try:
@@ -252,10 +248,18 @@ def record_failure(exc: BaseException, env: TorchrunEnv) -> None:
 
 @contextmanager
 def worker_failures(env: TorchrunEnv | None) -> Iterator[None]:
-    """Around a worker's whole job: an exception is recorded (:func:`record_failure`), then re-raised."""
+    """Around a worker's whole job: an exception is recorded (:func:`record_failure`), then re-raised.
+
+    Under :func:`relaunch` it becomes a quiet ``SystemExit`` with the error's exit code instead: the
+    launcher prints the one line (and, with ``--debug``, the traceback) for whichever rank failed
+    first, so neither the failing rank nor the ranks that fail in its wake print tracebacks of their own.
+    """
     try:
         yield
     except Exception as exc:
-        if env is not None:
-            record_failure(exc, env)
+        if env is None:
+            raise
+        record_failure(exc, env)
+        if os.environ.get(LAUNCHED_ENV) == "1":
+            raise SystemExit(exc.exit_code if isinstance(exc, CosmosError) else 1) from None
         raise

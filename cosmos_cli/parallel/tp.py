@@ -87,7 +87,7 @@ class GatheredOutput(ColumnLinear):
         local = super().forward(x).contiguous()
         size = self.tp_group.size()
         gathered = local.new_empty((size * local.shape[0], *local.shape[1:]))
-        dist.all_gather_into_tensor(gathered, local, group=self.tp_group)
+        dist.all_gather_single(gathered, local, group=self.tp_group)
         return gathered.view(size, *local.shape).movedim(0, -2).flatten(-2)
 
 
