@@ -121,6 +121,8 @@ def main() -> None:
     num_new = args.num_video_tokens - latent_t * args.tokens_per_frame
     torch.manual_seed(0)
     model = build_model(args, weights=None, dtype=dtype, device=device)
+    if device.type == "cuda":
+        model.fuse_projections()  # as the pipeline's AR stage does on GPU
     bw = copy_bandwidth(device)
     params = SamplingParams(temperature=1.0, top_p=args.default_top_p)
     fast = not a.no_compile and device.type == "cuda"
