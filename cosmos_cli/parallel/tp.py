@@ -187,7 +187,8 @@ def load_sharded(
 
     Sharded modules take ``narrow(partition_dim, rank * size, size)`` of the full tensor, which on an
     mmap'd checkpoint reads only that slice's pages; everything else is copied whole. Only the
-    slice is moved to ``device``, so no rank ever holds the full model there.
+    slice is moved to ``device`` (and copied out of a full tensor that already lives there), so no
+    rank ever holds the full model on its device.
     """
     for prefix, module in model.named_modules():
         dim = getattr(module, "partition_dim", None)
@@ -206,7 +207,14 @@ def load_sharded(
                     f"{key}: slice {tuple(local.shape)} of {tuple(full.shape)} != {tuple(param.shape)}",
                     "check that the checkpoint matches the model size",
                 )
-            setattr(module, name, nn.Parameter(local.to(device=device, dtype=dtype).contiguous(), False))
+            setattr(module, name, nn.Parameter(_own(local.to(device=device, dtype=dtype)), False))
+
+
+def _own(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in storage of its own size: a view into a larger full tensor would keep all of it alive."""
+    if tensor.is_contiguous() and tensor.untyped_storage().nbytes() == tensor.nbytes:
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)
 
 
 @torch.no_grad()
