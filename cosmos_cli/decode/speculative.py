@@ -140,9 +140,7 @@ class SpeculativeStats(GenerationStats):
     @property
     def slot_acceptance(self) -> list[float]:
         """P(draft kept at slot j | every slot before it was kept)."""
-        return [
-            a / r if r else float("nan") for a, r in zip(self.slot_accepted, self.slot_reached, strict=True)
-        ]
+        return [a / r if r else float("nan") for a, r in zip(self.slot_accepted, self.slot_reached, strict=True)]
 
     @property
     def fresh_acceptance(self) -> float:
@@ -353,7 +351,8 @@ class SpeculativeGenerator:
     # ---- public -------------------------------------------------------------------------------------
     def _reset(self, prompt: torch.Tensor, num_new: int, seeds: torch.Tensor) -> None:
         batch, prompt_len = prompt.shape
-        key = (batch, prompt_len + num_new, self.window, self.vocab)
+        # Tensors made under inference mode cannot be updated outside it (and vice versa for autograd).
+        key = (batch, prompt_len + num_new, self.window, self.vocab, torch.is_inference_mode_enabled())
         if self._state_key != key:
             self.state = _State(batch, prompt_len + num_new, self.window, self.vocab, self.device)
             self._state_key = key
@@ -384,9 +383,7 @@ class SpeculativeGenerator:
         batch, prompt_len = prompt.shape
         length = prompt_len + num_new
         if length > self.model.args.max_seq_len:
-            raise ValueError(
-                f"{prompt_len} + {num_new} tokens exceed max_seq_len {self.model.args.max_seq_len}"
-            )
+            raise ValueError(f"{prompt_len} + {num_new} tokens exceed max_seq_len {self.model.args.max_seq_len}")
         if length + self.window >= KEY_STRIDE:
             raise ValueError(f"sequences of {length} tokens exceed the noise key range ({KEY_STRIDE})")
         self.model.setup_caches(batch, self.dtype, self.device)
@@ -400,9 +397,7 @@ class SpeculativeGenerator:
         )
 
         t0 = _now(self.device)
-        logits = self.model(
-            prompt, torch.arange(prompt_len, device=self.device), prefill=True, last_only=True
-        )
+        logits = self.model(prompt, torch.arange(prompt_len, device=self.device), prefill=True, last_only=True)
         first_pos = torch.full((batch,), prompt_len, dtype=torch.long, device=self.device)
         s.seq[:, prompt_len] = sample(logits[:, -1], params, s.seeds, first_pos)
         s.n.fill_(prompt_len + 1)
