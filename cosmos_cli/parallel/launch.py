@@ -191,7 +191,8 @@ def failure_error(err: ChildFailedError, *, debug: bool = False) -> DistributedE
 
             console.print(f"rank {rank}: {info['traceback']}", highlight=False, markup=False)
         code = failure.exitcode if failure.exitcode > 0 else int(info.get("exit_code", 1))
-        hint = None if info.get("user_error") else "the other ranks were stopped; --debug shows its traceback"
+        hint = None if info.get("user_error") else "the other ranks were stopped"
+        hint = hint if hint is None or debug else f"{hint}; --debug shows its traceback"
         return DistributedError(f"rank {rank} failed: {info.get('message', '?')}", hint, exit_code=code)
     if unrecorded:
         _, rank, failure = min(unrecorded, key=lambda item: item[:2])
