@@ -135,10 +135,13 @@ class VideoPipeline:
             if s is not None
         ]  # fmt: skip
 
-    def load_all(self) -> None:
-        """Bring every ``gpu``-placed stage in now (a server does this once at start-up)."""
+    def load_all(self, on_stage: Callable[[str], None] | None = None) -> None:
+        """Bring every ``gpu``-placed stage in now (a server does this once at start-up, logging each
+        stage's name through ``on_stage`` before it loads)."""
         for stage in self.stages():
             if self.placements.placement(stage) == "gpu":
+                if on_stage is not None:
+                    on_stage(stage.name)
                 stage.load(self.device)
 
     # ---- running -------------------------------------------------------------------------------
@@ -152,7 +155,11 @@ class VideoPipeline:
         should_stop: Callable[[], bool] | None = None,
         extra_record: dict | None = None,
     ) -> list[SampleResult]:
-        """Generate every sample; returns one result each (skipped ones included), never raises for one."""
+        """Generate every sample; returns one result each (skipped ones included), never raises for one.
+
+        ``should_stop`` is asked between chunks and between the stages of a chunk; once it says yes, the
+        samples not finished yet keep status ``pending`` and nothing more is written for them.
+        """
         output_dir = Path(output_dir)
         results = {s.name: SampleResult(s.name) for s in samples}
         todo = []
@@ -167,10 +174,13 @@ class VideoPipeline:
             if should_stop and should_stop():
                 break
             chunk = todo[start : start + step]
-            self._run_chunk(chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {})
+            self._run_chunk(
+                chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
+                should_stop or (lambda: False),
+            )  # fmt: skip
         return [results[s.name] for s in samples]
 
-    def _run_chunk(self, chunk, output_dir, results, on_event, extra_record) -> None:
+    def _run_chunk(self, chunk, output_dir, results, on_event, extra_record, should_stop) -> None:
         live: list[Sample] = []
         inputs: dict[str, np.ndarray] = {}
         for sample in chunk:
@@ -179,11 +189,19 @@ class VideoPipeline:
                 live.append(sample)
 
         live = self._stage_text_guardrail(live, results, on_event)
+        if should_stop():
+            return
         contexts = self._stage_text_encoder(live, results, on_event)
         tokens = self._stage_tokenize(live, inputs, results, on_event)
         live = [s for s in live if s.name in tokens]
+        if should_stop():
+            return
         generated = self._stage_ar(live, tokens, contexts, results, on_event)
+        if should_stop():
+            return
         videos = self._stage_decode(live, generated, contexts, results, on_event)
+        if should_stop():
+            return
         videos = self._stage_video_guardrail(live, videos, results, on_event)
         for sample in live:
             if sample.name in videos:
@@ -270,11 +288,13 @@ class VideoPipeline:
                     seeds = torch.tensor([s.seed for s in batch])
                     label = f"generate tokens ({len(batch)} x {num_new})"
                     with progress(label, num_new * len(batch), unit="tok") as advance:
+                        done = [0]
 
-                        def tick(n: int, _batch=batch, _adv=advance, _total=num_new) -> None:
+                        def tick(n: int, _batch=batch, _adv=advance, _total=num_new, _done=done) -> None:
                             _adv(n * len(_batch))
+                            _done[0] += n
                             for s in _batch:
-                                on_event(s.name, "ar_model", 0, _total)
+                                on_event(s.name, "ar_model", min(_done[0], _total), _total)
 
                         new = stage.generate(prompt, context, num_new, params, seeds, on_progress=tick)
                     for j, sample in enumerate(batch):
