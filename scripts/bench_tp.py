@@ -19,6 +19,7 @@ the logits can flip one token; the first divergence and the logits difference ar
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import zlib
@@ -75,9 +76,6 @@ def run_tp(ctx: DistContext, args: ModelArgs, tp: int, a, dtype: torch.dtype) ->
     device = ctx.device
     dims = ParallelDims(ctx.dims.world, tp, ctx.dims.rank)
     tp_group, _ = init_model_parallel(dims)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
     with torch.device("meta"):
         model = Transformer(args)
     apply_tp(model, tp_group)
@@ -85,6 +83,9 @@ def run_tp(ctx: DistContext, args: ModelArgs, tp: int, a, dtype: torch.dtype) ->
     model.eval().requires_grad_(False)
     model.fuse_projections()
     weights_gib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
+    if device.type == "cuda":  # peak from here on: the model, caches and decode, not the generated full tensors
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
 
     gen = torch.Generator().manual_seed(a.seed)
     latent_t = 1 if a.num_input_frames == 1 else 2
@@ -120,6 +121,10 @@ def run_tp(ctx: DistContext, args: ModelArgs, tp: int, a, dtype: torch.dtype) ->
         "last_logits": last.float().cpu().tolist(),
     }
     del generator, model
+    torch._dynamo.reset()  # the compiled step and its graphs hold the model; free them before the next size
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return row
 
 
