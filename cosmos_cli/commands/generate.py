@@ -7,14 +7,35 @@ aliases: :data:`NVIDIA_ALIASES` rewrites them before Typer parses the command li
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cosmos_cli.checkpoints import DEFAULT_AR_MODEL_DIR
-from cosmos_cli.commands.options import DEFAULT_CHECKPOINT, CheckpointDirOpt, DebugOpt, OverwriteOpt
+from cosmos_cli.commands.options import (
+    DEFAULT_CHECKPOINT,
+    ArModelDirOpt,
+    CheckpointDirOpt,
+    CompileOpt,
+    DebugOpt,
+    DeviceOpt,
+    DisableDiffusionDecoderOpt,
+    Guardrail,
+    GuardrailOpt,
+    LoadFormatOpt,
+    OffloadAll,
+    OffloadArModelOpt,
+    OffloadDiffusionDecoderOpt,
+    OffloadGuardrailOpt,
+    OffloadOpt,
+    OffloadTextEncoderOpt,
+    OffloadTokenizerOpt,
+    OverwriteOpt,
+    PlacementOpt,
+    TextEncoderDtypeOpt,
+    check_text_encoder_dtype,
+)
 from cosmos_cli.errors import BadInput
 
 NVIDIA_ALIASES = {
@@ -54,17 +75,6 @@ def translate_nvidia_flags(args: list[str]) -> list[str]:
     return out
 
 
-class Guardrail(str, Enum):
-    full = "full"
-    blocklist = "blocklist"
-    off = "off"
-
-
-class OffloadAll(str, Enum):
-    none = "none"
-    all = "all"
-
-
 def command(
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Video or image to continue.")] = None,
     prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Text prompt (Video2World models).")] = None,
@@ -76,7 +86,7 @@ def command(
     ),
     video_save_name: Annotated[str | None, typer.Option("--video-save-name", help="Name of a single output.")] = None,
     checkpoint_dir: CheckpointDirOpt = DEFAULT_CHECKPOINT,
-    ar_model_dir: Annotated[str, typer.Option("--ar-model-dir", help="AR checkpoint folder.")] = DEFAULT_AR_MODEL_DIR,
+    ar_model_dir: ArModelDirOpt = DEFAULT_AR_MODEL_DIR,
     num_input_frames: Annotated[int, typer.Option("--num-input-frames", help="1 or 9 context frames.")] = 9,
     input_type: Annotated[str | None, typer.Option("--input-type", hidden=True)] = None,
     top_p: Annotated[
@@ -84,36 +94,25 @@ def command(
     ] = None,
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same video.")] = 0,
-    disable_diffusion_decoder: Annotated[
-        bool, typer.Option("--disable-diffusion-decoder", help="Decode with the DV8x16x16 tokenizer instead.")
-    ] = False,
+    disable_diffusion_decoder: DisableDiffusionDecoderOpt = False,
     dd_seed: Annotated[
         int | None, typer.Option("--dd-seed", help="Diffusion-decoder noise seed (default: --seed; NVIDIA: 1).")
     ] = None,
-    guardrail: Annotated[Guardrail, typer.Option("--guardrail", help="full | blocklist | off.")] = Guardrail.full,
-    offload: Annotated[OffloadAll, typer.Option("--offload", help="all: every stage in host memory between uses.")] = (
-        OffloadAll.none
-    ),
-    offload_guardrail_models: Annotated[bool, typer.Option("--offload-guardrail-models")] = False,
-    offload_text_encoder_model: Annotated[bool, typer.Option("--offload-text-encoder-model")] = False,
-    offload_tokenizer: Annotated[bool, typer.Option("--offload-tokenizer")] = False,
-    offload_ar_model: Annotated[bool, typer.Option("--offload-ar-model")] = False,
-    offload_diffusion_decoder: Annotated[bool, typer.Option("--offload-diffusion-decoder")] = False,
-    placement: Annotated[
-        list[str] | None,
-        typer.Option("--placement", help="STAGE=gpu|cpu|disk, e.g. ar_model=cpu (repeatable)."),
-    ] = None,
+    guardrail: GuardrailOpt = Guardrail.full,
+    offload: OffloadOpt = OffloadAll.none,
+    offload_guardrail_models: OffloadGuardrailOpt = False,
+    offload_text_encoder_model: OffloadTextEncoderOpt = False,
+    offload_tokenizer: OffloadTokenizerOpt = False,
+    offload_ar_model: OffloadArModelOpt = False,
+    offload_diffusion_decoder: OffloadDiffusionDecoderOpt = False,
+    placement: PlacementOpt = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Samples decoded together; 0 = from free memory.")
     ] = 0,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Compiled CUDA-graph decode on GPU.")] = True,
-    load_format: Annotated[str, typer.Option("--load-format", help="auto | dummy (random weights, real shapes).")] = (
-        "auto"
-    ),
-    text_encoder_dtype: Annotated[str | None, typer.Option("--text-encoder-dtype", help="bf16 | fp32.")] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="cuda, cuda:1, cpu (default: cuda if present).")
-    ] = None,
+    compile: CompileOpt = True,
+    load_format: LoadFormatOpt = "auto",
+    text_encoder_dtype: TextEncoderDtypeOpt = None,
+    device: DeviceOpt = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the written mp4.")] = 25.0,
     pad: Annotated[bool, typer.Option("--pad", help="Repeat the last frame of clips shorter than 9 frames.")] = False,
     overwrite: OverwriteOpt = False,
@@ -126,8 +125,7 @@ def command(
 
     if (input is None) == (batch_input is None):
         raise BadInput("give exactly one of --input or --batch-input", "see cosmos-cli generate --help")
-    if text_encoder_dtype not in (None, "bf16", "fp32"):
-        raise BadInput(f"--text-encoder-dtype must be bf16 or fp32, got {text_encoder_dtype}", "use bf16 or fp32")
+    check_text_encoder_dtype(text_encoder_dtype)
     if input is not None:
         if prompt is None and not ar_model_dir.lower().endswith(("-4b", "-12b")):
             raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
