@@ -194,13 +194,13 @@ def broadcast_from_tp_leader(tensor: torch.Tensor | None, ctx: DistContext) -> t
     if ctx.dims.tp == 1:
         return tensor.to(ctx.device)
     meta = [(tuple(tensor.shape), tensor.dtype) if ctx.dims.writes_outputs else None]
-    dist.broadcast_object_list(meta, group=ctx.tp_group, group_src=0, device=ctx.device)
+    dist.broadcast_object_list(meta, src=ctx.dims.tp_leader, group=ctx.tp_group, device=ctx.device)
     shape, dtype = meta[0]
     if ctx.dims.writes_outputs:
         buffer = tensor.to(ctx.device).contiguous()
     else:
         buffer = torch.empty(shape, dtype=dtype, device=ctx.device)
-    dist.broadcast(buffer, group=ctx.tp_group, group_src=0)
+    dist.broadcast(buffer, src=ctx.dims.tp_leader, group=ctx.tp_group)
     return buffer
 
 

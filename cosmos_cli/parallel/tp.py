@@ -56,6 +56,9 @@ with warnings.catch_warnings():  # "Transformer Engine and Apex are not installe
     from megatron.core.tensor_parallel.mappings import reduce_from_tensor_model_parallel_region
 
 
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # the older name
+
+
 class ColumnLinear(ColumnParallelLinear):
     """Output features split over the TP group (weight rows); no communication in forward."""
 
@@ -87,7 +90,7 @@ class GatheredOutput(ColumnLinear):
         local = super().forward(x).contiguous()
         size = self.tp_group.size()
         gathered = local.new_empty((size * local.shape[0], *local.shape[1:]))
-        dist.all_gather_single(gathered, local, group=self.tp_group)
+        _all_gather(gathered, local, group=self.tp_group)
         return gathered.view(size, *local.shape).movedim(0, -2).flatten(-2)
 
 
