@@ -48,12 +48,24 @@ class ARGenerator:
 
     # ---- static state -------------------------------------------------------------------------
     def _allocate(self, batch: int, prompt_len: int, num_new: int, seeds: torch.Tensor) -> None:
+        """Static decode state, reused across calls of the same shape so captured graphs stay valid."""
         dev = self.device
         self.prompt_len = prompt_len
-        self.cur_tok = torch.zeros(batch, 1, dtype=torch.long, device=dev)
-        self.cur_pos = torch.zeros(1, dtype=torch.long, device=dev)
-        self.seeds = seeds.to(dev, torch.long).clone()
-        self.out = torch.zeros(batch, num_new, dtype=torch.long, device=dev)
+        if getattr(self, "out", None) is None or self.out.shape != (batch, num_new):
+            self.cur_tok = torch.zeros(batch, 1, dtype=torch.long, device=dev)
+            self.cur_pos = torch.zeros(1, dtype=torch.long, device=dev)
+            self.seeds = torch.zeros(batch, dtype=torch.long, device=dev)
+            self.out = torch.zeros(batch, num_new, dtype=torch.long, device=dev)
+        self.seeds.copy_(seeds.to(dev, torch.long))
+
+    def _buffers_key(self) -> tuple:
+        """Addresses of every tensor a captured graph reads or writes: the graph is valid only for these."""
+        tensors = [self.cur_tok, self.cur_pos, self.seeds, self.out]
+        for layer in self.model.layers:
+            cache = layer.attention.kv_cache
+            tensors += [cache.k, cache.v] if cache is not None else []
+            tensors += [t for t in (layer.context_k, layer.context_v) if t is not None]
+        return tuple((t.data_ptr(), tuple(t.shape)) for t in tensors) + (self.prompt_len,)
 
     def _step(self, params: SamplingParams) -> None:
         """One decode step on the static state: logits at ``cur_pos``, sample ``cur_pos + 1``, advance."""
@@ -76,8 +88,9 @@ class ARGenerator:
         step = self._step_fn()
         if not self.cuda_graph:
             return lambda: step(params)
-        key = (tuple(self.out.shape), params, self.compile)
+        key = (self._buffers_key(), params, self.compile)
         if key not in self._graphs:
+            self._graphs.clear()  # graphs of reallocated buffers must never replay
             saved_tok, saved_pos, saved_out = self.cur_tok.clone(), self.cur_pos.clone(), self.out.clone()
             t0 = time.perf_counter()
             side = torch.cuda.Stream()

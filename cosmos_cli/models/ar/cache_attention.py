@@ -98,10 +98,15 @@ if triton is not None:
         tl.store(SUM + out + rows, l_i, mask=row_ok)
 
 
+TUNING = {"block_n": 64, "num_warps": 4, "num_stages": 2, "max_splits": 48, "tiles_per_split": 2}
+"""Kernel meta-parameters (measured on an H100 with scripts/bench_ar.py; see docs/benchmarks.md)."""
+
+
 def _num_splits(batch_heads: int, length: int, block_n: int) -> int:
     """Splits of a few tiles each, so that even an early, short prefix keeps most SMs busy, capped so
     that the partial results to combine stay small next to the cache they summarise."""
-    return max(1, min(1024 // max(batch_heads, 1), triton.cdiv(length, 2 * block_n), 48))
+    per_split = TUNING["tiles_per_split"] * block_n
+    return max(1, min(1024 // max(batch_heads, 1), -(-length // per_split), TUNING["max_splits"]))
 
 
 @torch.library.custom_op("cosmos::cache_attention", mutates_args=())
@@ -116,7 +121,7 @@ def cache_attention(
     rep = hq // hkv
     n_rows = s * rep
     block_m = max(16, triton.next_power_of_2(n_rows))
-    block_n = 64
+    block_n = TUNING["block_n"]
     splits = _num_splits(b * hkv, length, block_n)
     split_len = triton.cdiv(triton.cdiv(length, splits), block_n) * block_n
     acc = torch.empty(b * hkv * splits * n_rows, d, device=q.device, dtype=torch.float32)
@@ -132,7 +137,7 @@ def cache_attention(
         pos.stride(0),
         scale, hkv, n_rows, split_len,
         REP=rep, D=d, BLOCK_M=block_m, BLOCK_N=block_n,
-        num_warps=4, num_stages=2,
+        num_warps=TUNING["num_warps"], num_stages=TUNING["num_stages"],
     )  # fmt: skip
     acc = acc.view(b, hkv, splits, n_rows, d)
     row_max = row_max.view(b, hkv, splits, n_rows)
