@@ -2,16 +2,25 @@
 only while it runs) or ``disk`` (read when needed, freed after).
 
 NVIDIA's "offload" is our ``disk``: it deletes each model and re-reads it for every sample. ``cpu`` costs
-one host<->device copy per stage per batch instead. The pipeline asks :meth:`Placements.use` for a stage
-and gets it on the compute device; what happens afterwards is decided here, so stages and models know
-nothing about offloading.
+one host->device copy per stage per batch instead: the first time a stage is put away its weights are
+copied into pinned host memory, and that copy is kept, so later put-aways only drop the GPU copy
+(weights are read-only at inference) and later bring-ins are one DMA copy each. The pipeline asks
+:meth:`Placements.use` for a stage and gets it on the compute device; what happens afterwards is decided
+here, so stages and models know nothing about offloading.
+
+Every :meth:`Placements.use` is measured (:class:`StageRecord`: seconds, bring-in and put-away seconds,
+loads, moves, bytes moved, and on CUDA the peak allocated and reserved memory while the stage ran) so that
+``offload-profile`` reads its table from a real pipeline run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +40,10 @@ STAGE_NAMES = (
 )
 """The pipeline's stages in the order they run (the data-driven offload sequence)."""
 
+HOST_HEADROOM = 0.9
+"""Fraction of the host's available memory that parked weights may take; the rest is left to the OS."""
+PAGE = 4096
+
 
 def available_host_bytes() -> int:
     """MemAvailable from /proc/meminfo (free + reclaimable), or free pages where that is missing."""
@@ -40,75 +53,231 @@ def available_host_bytes() -> int:
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import os
-
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def pinning_available() -> bool:
+    """Page-locked memory needs a CUDA driver; without one host copies are ordinary memory."""
+    return torch.cuda.is_available()
+
+
+def host_bytes(nbytes: int, pinned: bool) -> int:
+    """Host memory a copy of ``nbytes`` takes: PyTorch's pinned allocator rounds each block up to a power
+    of two (a 86 MiB Llama MLP matrix takes 128 MiB), ordinary memory to a page."""
+    nbytes = max(int(nbytes), 1)
+    if pinned:
+        return 1 << (nbytes - 1).bit_length()
+    return -(-nbytes // PAGE) * PAGE
+
+
 def pin_module(module: torch.nn.Module) -> None:
-    """Move a module's tensors to page-locked host memory, so GPU copies are fast and asynchronous."""
+    """Move a module's tensors to page-locked host memory, so GPU copies are fast and asynchronous (left
+    in ordinary memory where pinning is unavailable or exhausted: slower copies, same results)."""
     module.to("cpu")
+    if not pinning_available():
+        return
     for tensor in list(module.parameters()) + list(module.buffers()):
         if not tensor.is_pinned():
-            tensor.data = tensor.data.pin_memory()
+            with contextlib.suppress(RuntimeError):
+                tensor.data = tensor.data.pin_memory()
+
+
+def named_parameters(stage: Stage) -> Iterator[tuple[str, torch.nn.Parameter]]:
+    """Every parameter of the stage's modules, keyed ``"<module index>.<name>"`` (tied weights once)."""
+    for index, module in enumerate(stage.modules()):
+        for name, param in module.named_parameters():
+            yield f"{index}.{name}", param
+
+
+def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass
+class StageRecord:
+    """What one stage cost over every :meth:`Placements.use` so far (a batch: usually one use)."""
+
+    name: str
+    placement: str
+    uses: int = 0
+    seconds: float = 0.0
+    """Wall time inside ``use``: bring-in, the stage's work and put-away, device-synchronised."""
+    bring_in_seconds: float = 0.0
+    """Loading from disk (``loads``) or copying from host memory (``moves``)."""
+    put_away_seconds: float = 0.0
+    """Parking in host memory or freeing (``disk``)."""
+    loads: int = 0
+    moves: int = 0
+    """Host -> device copies of the whole stage."""
+    bytes_moved: int = 0
+    peak_allocated: int = 0
+    """Most GPU memory allocated by tensors while the stage was in (other stages' residents included)."""
+    peak_reserved: int = 0
+    """Most GPU memory held by PyTorch's caching allocator meanwhile (what the card must have)."""
+    resident_before: int = 0
+    """GPU memory allocated when the stage started: the other stages' resident weights."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 class Placements:
-    """Runs stages on ``device`` under a per-stage placement policy."""
+    """Runs stages on ``device`` under a per-stage placement policy, measuring each use.
 
-    def __init__(self, device: torch.device, policy: dict[str, str] | None = None):
+    ``offload`` says whether placements apply: by default only on CUDA, where host and device memory
+    differ; tests pass ``offload=True`` to exercise the moves on a CPU-only machine.
+    """
+
+    def __init__(self, device: torch.device, policy: dict[str, str] | None = None, *, offload: bool | None = None):
         self.device = torch.device(device)
         self.policy = dict.fromkeys(STAGE_NAMES, "gpu") | (policy or {})
         for name, where in self.policy.items():
             if where not in PLACEMENTS:
                 raise BadInput(f"unknown placement {where!r} for {name}", f"use one of {', '.join(PLACEMENTS)}")
-        self.moves: dict[str, int] = {}
+        self.offload = self.device.type == "cuda" if offload is None else offload
+        self.records: dict[str, StageRecord] = {}
+        self._parked: set[str] = set()
+        self._host: dict[str, dict[str, tuple[torch.Tensor, int | None]]] = {}
+        """Per stage: parameter key -> (host copy, data_ptr of the device copy made from it at bring-in)."""
+
+    @property
+    def moves(self) -> dict[str, int]:
+        return {name: record.moves for name, record in self.records.items()}
 
     def placement(self, stage: Stage) -> str:
-        if self.device.type != "cuda":
+        if not self.offload:
             return "gpu"  # one memory: nothing to move
         return self.policy.get(stage.name, "gpu")
 
+    def reset_records(self) -> None:
+        self.records.clear()
+
+    # ---- running a stage -----------------------------------------------------------------------
     @contextlib.contextmanager
     def use(self, stage: Stage) -> Iterator[Stage]:
         """The stage, loaded on the compute device for the duration of the block."""
         where = self.placement(stage)
-        if stage.loaded:
-            if where == "cpu":
-                stage.to(self.device)
-                self.moves[stage.name] = self.moves.get(stage.name, 0) + 1
-        else:
-            stage.load(self.device)
+        record = self.records.setdefault(stage.name, StageRecord(stage.name, where))
+        self._sync()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            record.resident_before = max(record.resident_before, torch.cuda.memory_allocated(self.device))
+        start = time.perf_counter()
+        self._bring_in(stage, record)
+        self._sync()
+        record.bring_in_seconds += time.perf_counter() - start
         try:
             yield stage
         finally:
+            self._sync()
+            if self.device.type == "cuda":
+                record.peak_allocated = max(record.peak_allocated, torch.cuda.max_memory_allocated(self.device))
+                record.peak_reserved = max(record.peak_reserved, torch.cuda.max_memory_reserved(self.device))
+            put_away = time.perf_counter()
+            where = self.placement(stage)
             if where == "cpu":
-                self._park_in_host_memory(stage)
+                self._park(stage)
             elif where == "disk":
-                stage.unload()
-                _free_device_memory()
+                self._drop(stage)
+            self._sync()
+            end = time.perf_counter()
+            record.put_away_seconds += end - put_away
+            record.seconds += end - start
+            record.uses += 1
+            record.placement = self.placement(stage)
 
-    def _park_in_host_memory(self, stage: Stage) -> None:
-        need = stage.param_bytes()
-        if need > 0.9 * available_host_bytes():
+    def prepare(self, stage: Stage) -> None:
+        """Bring a stage to its between-uses state now: ``gpu`` loaded, ``cpu`` loaded and parked in host
+        memory, ``disk`` nothing. A server does this at start-up so the first request pays no load."""
+        where = self.placement(stage)
+        if where == "disk" or stage.name in self._parked:
+            return
+        if not stage.loaded:
+            stage.load(self.device)
+            self.records.setdefault(stage.name, StageRecord(stage.name, where)).loads += 1
+        if where == "cpu":
+            self._park(stage)
+
+    def release(self, stage: Stage) -> None:
+        """Free a stage that will not run again in this process (GPU and host copies)."""
+        if stage.loaded:
+            self._drop(stage)
+
+    # ---- moves ---------------------------------------------------------------------------------
+    def _bring_in(self, stage: Stage, record: StageRecord) -> None:
+        if stage.name in self._parked:
+            record.bytes_moved += self._fetch(stage)
+            record.moves += 1
+        elif not stage.loaded:
+            stage.load(self.device)
+            record.loads += 1
+
+    def _fetch(self, stage: Stage) -> int:
+        """Host copy -> device; remembers which device tensor each kept host copy became."""
+        host = {key: param.data for key, param in named_parameters(stage)}
+        stage.to(self.device)
+        cache = self._host.setdefault(stage.name, {})
+        for key, param in named_parameters(stage):
+            if key in host:
+                cache[key] = (host[key], param.data_ptr())
+        self._parked.discard(stage.name)
+        return tensor_bytes(host.values())
+
+    def _park(self, stage: Stage) -> None:
+        """Device -> host. A parameter whose device tensor is still the one made from a kept host copy goes
+        back to that copy without a transfer (weights are read-only at inference); others are copied into
+        fresh pinned memory. Buffers (caches, tables) are copied each time by ``stage.to``, which also lets
+        the stage drop device-only state (the AR model's KV cache and CUDA graphs)."""
+        cache = self._host.setdefault(stage.name, {})
+        pinned = pinning_available()
+        reuse: dict[str, torch.Tensor] = {}
+        need = 0
+        for key, param in named_parameters(stage):
+            kept = cache.get(key)
+            if kept is not None and kept[1] == param.data_ptr() and kept[0].shape == param.shape:
+                reuse[key] = kept[0]
+            else:
+                need += host_bytes(param.numel() * param.element_size(), pinned)
+        if need > HOST_HEADROOM * available_host_bytes():
             warn(
                 f"{stage.name}: {need / 2**30:.1f} GiB does not fit in free host memory; "
                 "falling back to disk placement (re-read for the next batch)"
             )
             self.policy[stage.name] = "disk"
-            stage.unload()
-        else:
-            for module in stage.modules():
-                pin_module(module)
-            if hasattr(stage, "device"):
-                stage.device = torch.device("cpu")
+            self._drop(stage)
+            return
+        with torch.no_grad():
+            for key, param in named_parameters(stage):
+                copy = reuse.get(key)
+                if copy is None:
+                    copy = _host_copy(param.data, pinned)
+                    cache[key] = (copy, None)
+                param.data = copy
+        stage.to(torch.device("cpu"))
+        for module in stage.modules():
+            pin_module(module)  # buffers that stage.to left in ordinary memory
+        self._parked.add(stage.name)
         _free_device_memory()
 
-    def release(self, stage: Stage) -> None:
-        """Free a stage that will not run again in this process."""
-        if stage.loaded:
-            stage.unload()
-            _free_device_memory()
+    def _drop(self, stage: Stage) -> None:
+        stage.unload()
+        self._parked.discard(stage.name)
+        self._host.pop(stage.name, None)
+        _free_device_memory()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _host_copy(tensor: torch.Tensor, pinned: bool) -> torch.Tensor:
+    """A host copy of a device tensor, page-locked where possible (ordinary memory if pinning fails)."""
+    if pinned:
+        try:
+            return torch.empty_like(tensor, device="cpu", pin_memory=True).copy_(tensor)
+        except RuntimeError:  # page-locked memory exhausted: slower copies, same result
+            pass
+    return tensor.to("cpu", copy=True)
 
 
 def _free_device_memory() -> None:
