@@ -102,6 +102,35 @@ TUNING = {"block_n": 64, "num_warps": 4, "num_stages": 2, "max_splits": 48, "til
 """Kernel meta-parameters (measured on an H100 with scripts/bench_ar.py; see docs/benchmarks.md)."""
 
 
+if triton is not None:
+
+    @triton.jit
+    def _combine_kernel(
+        ACC, MAX, SUM, OUT,
+        stride_ob, stride_os, stride_oh,
+        n_kv_heads, n_rows, n_splits,
+        REP: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr,
+    ):  # fmt: skip
+        """Merge the per-split partial softmaxes of one query row into its output, in q's layout."""
+        pid_bh = tl.program_id(0)
+        row = tl.program_id(1)
+        b = pid_bh // n_kv_heads
+        h = pid_bh % n_kv_heads
+        sp = tl.arange(0, SPLITS)
+        ok = sp < n_splits
+        base = (pid_bh * n_splits + sp) * n_rows + row
+        m = tl.load(MAX + base, mask=ok, other=float("-inf"))
+        l_sum = tl.load(SUM + base, mask=ok, other=0.0)
+        top = tl.max(m, axis=0)
+        w = tl.where(m == float("-inf"), 0.0, tl.exp(m - top))
+        dims = tl.arange(0, D)
+        acc = tl.load(ACC + base[:, None] * D + dims[None, :], mask=ok[:, None], other=0.0)
+        out = tl.sum(acc * w[:, None], axis=0) / tl.sum(l_sum * w, axis=0)
+        s_idx = row // REP
+        head = h * REP + row % REP
+        tl.store(OUT + b * stride_ob + s_idx * stride_os + head * stride_oh + dims, out.to(OUT.dtype.element_ty))
+
+
 def _num_splits(batch_heads: int, length: int, block_n: int) -> int:
     """Splits of a few tiles each, so that even an early, short prefix keeps most SMs busy, capped so
     that the partial results to combine stay small next to the cache they summarise."""
@@ -110,12 +139,20 @@ def _num_splits(batch_heads: int, length: int, block_n: int) -> int:
 
 
 @torch.library.custom_op("cosmos::cache_attention", mutates_args=())
-def cache_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor, scale: float
-) -> torch.Tensor:
+def cache_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor, scale: float) -> torch.Tensor:
     """Attention of q (B, S, Hq, D) over cache k, v (B, Hkv, L, D) up to ``pos`` (B, S) inclusive."""
     if not q.is_cuda or triton is None:
         return grouped_attention(q, k, v, pos, scale)
+    return _triton_cache_attention(q, k, v, pos, scale)
+
+
+@cache_attention.register_fake
+def _(q, k, v, pos, scale):
+    return torch.empty_like(q)
+
+
+def _triton_cache_attention(q, k, v, pos, scale: float) -> torch.Tensor:
+    """Split-K partial softmaxes, then their combine: two kernel launches, no other ops."""
     b, s, hq, d = q.shape
     hkv, length = k.shape[1], k.shape[2]
     rep = hq // hkv
@@ -139,16 +176,11 @@ def cache_attention(
         REP=rep, D=d, BLOCK_M=block_m, BLOCK_N=block_n,
         num_warps=TUNING["num_warps"], num_stages=TUNING["num_stages"],
     )  # fmt: skip
-    acc = acc.view(b, hkv, splits, n_rows, d)
-    row_max = row_max.view(b, hkv, splits, n_rows)
-    row_sum = row_sum.view(b, hkv, splits, n_rows)
-    top = row_max.amax(dim=2, keepdim=True)
-    weight = torch.where(row_max == float("-inf"), 0.0, torch.exp(row_max - top))
-    out = (acc * weight[..., None]).sum(2) / (row_sum * weight).sum(2)[..., None]
-    out = out.view(b, hkv, s, rep, d).permute(0, 2, 1, 3, 4).reshape(b, s, hq, d)
-    return out.to(q.dtype)
-
-
-@cache_attention.register_fake
-def _(q, k, v, pos, scale):
-    return torch.empty_like(q)
+    out = torch.empty_like(q)
+    _combine_kernel[(b * hkv, n_rows)](
+        acc, row_max, row_sum, out,
+        out.stride(0), out.stride(1), out.stride(2),
+        hkv, n_rows, splits,
+        REP=rep, D=d, SPLITS=triton.next_power_of_2(splits),
+    )  # fmt: skip
+    return out

@@ -101,9 +101,7 @@ class Attention(nn.Module):
         if self.cross or self.wqkv is not None:
             return
         weight = torch.cat([self.wq.weight, self.wk.weight, self.wv.weight])
-        self.wqkv = nn.Linear(
-            weight.shape[1], weight.shape[0], bias=False, device=weight.device, dtype=weight.dtype
-        )
+        self.wqkv = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device=weight.device, dtype=weight.dtype)
         self.wqkv.weight = nn.Parameter(weight, requires_grad=False)
         del self.wq, self.wk, self.wv
 
@@ -131,9 +129,7 @@ class Attention(nn.Module):
                 q = self.q_norm(q)
             k, v = context_kv
             if prefill:
-                out = F.scaled_dot_product_attention(
-                    q.transpose(1, 2), k, v, scale=self.scale, enable_gqa=True
-                )
+                out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, scale=self.scale, enable_gqa=True)
                 out = out.transpose(1, 2)
             else:  # a few queries over the short context: the split-K kernel, every key visible
                 every_key = torch.full(q.shape[:2], k.shape[2] - 1, dtype=torch.long, device=q.device)
@@ -180,9 +176,7 @@ class FeedForward(nn.Module):
         if self.w13 is not None:
             return
         weight = torch.cat([self.w1.weight, self.w3.weight])
-        self.w13 = nn.Linear(
-            weight.shape[1], weight.shape[0], bias=False, device=weight.device, dtype=weight.dtype
-        )
+        self.w13 = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device=weight.device, dtype=weight.dtype)
         self.w13.weight = nn.Parameter(weight, requires_grad=False)
         del self.w1, self.w3
 
@@ -213,7 +207,7 @@ class TransformerBlock(nn.Module):
         h = x + self.attention(self.attention_norm(x), input_pos, rope, prefill)
         if self.cross_attention is not None:
             kv = (self.context_k[: x.shape[0]], self.context_v[: x.shape[0]])
-            h = h + self.cross_attention(self.cross_attention_norm(h), prefill=prefill, context_kv=kv)
+            h = h + self.cross_attention(self.cross_attention_norm(h), context_kv=kv)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -238,25 +232,17 @@ class Transformer(nn.Module):
         angles = rope_angles(self.args).to(device)
         self.rope_cos = angles.cos().to(dtype)[None, :, None, :]
         self.rope_sin = angles.sin().to(dtype)[None, :, None, :]
-        self.abs_pos = (
-            abs_pos_table(self.args).to(device=device, dtype=dtype) if self.args.abs_pos_emb else None
-        )
+        self.abs_pos = abs_pos_table(self.args).to(device=device, dtype=dtype) if self.args.abs_pos_emb else None
 
     def setup_caches(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> None:
         """Allocate the static KV cache for ``batch_size`` sequences of ``max_seq_len`` tokens."""
-        if (
-            self.rope_cos is None
-            or self.rope_cos.device != torch.device(device)
-            or self.rope_cos.dtype != dtype
-        ):
+        if self.rope_cos is None or self.rope_cos.device != torch.device(device) or self.rope_cos.dtype != dtype:
             self.setup_tables(dtype, device)
         if self.max_batch_size >= batch_size and self.layers[0].attention.kv_cache is not None:
             return
         for layer in self.layers:
             attn = layer.attention
-            attn.kv_cache = KVCache(
-                batch_size, attn.n_kv_heads, self.args.max_seq_len, attn.head_dim, dtype, device
-            )
+            attn.kv_cache = KVCache(batch_size, attn.n_kv_heads, self.args.max_seq_len, attn.head_dim, dtype, device)
         self.max_batch_size = batch_size
 
     def fuse_projections(self) -> None:

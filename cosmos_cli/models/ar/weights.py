@@ -75,9 +75,7 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
         )
 
 
-def build_model(
-    args: ModelArgs, *, weights: Path | None, dtype: torch.dtype, device: torch.device
-) -> Transformer:
+def build_model(args: ModelArgs, *, weights: Path | None, dtype: torch.dtype, device: torch.device) -> Transformer:
     """Build the transformer on ``device`` in ``dtype`` from a checkpoint, or random weights if None.
 
     The module is created on the meta device so that no memory is spent on an initialisation that the
