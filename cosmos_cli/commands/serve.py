@@ -153,6 +153,9 @@ def _serve(pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_
         input_height=pipeline.args.video_height,
         input_width=pipeline.args.video_width,
         prompt_required=pipeline.text_encoder is not None,
+        model=pipeline.args.name,
+        device=str(pipeline.device),
+        batch_size=batch_size,
     )
     app = create_app(store, worker, settings)
     config = uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=15)

@@ -43,6 +43,9 @@ class ServeSettings:
     input_height: int
     input_width: int
     prompt_required: bool
+    model: str
+    device: str
+    batch_size: int
 
 
 # ---- response bodies (also the OpenAPI schema at /docs) ---------------------------------------------
@@ -97,6 +100,12 @@ class GenerationList(BaseModel):
 class Health(BaseModel):
     status: str
     version: str
+
+
+class Ready(Health):
+    model: str
+    device: str
+    batch_size: int
 
 
 def _generation(job: Job) -> Generation:
@@ -174,13 +183,14 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
         """The process is up (no key needed)."""
         return Health(status="ok", version=__version__)
 
-    @app.get("/readyz", response_model=Health, dependencies=auth, tags=["health"],
+    @app.get("/readyz", response_model=Ready, dependencies=auth, tags=["health"],
              responses={**_ERRORS, 503: {"model": ErrorResponse}})  # fmt: skip
-    def readyz() -> Health:
+    def readyz() -> Ready:
         """The models are loaded and jobs are being run."""
         if not worker.ready.is_set():
             raise ApiError(503, "not_ready", "the models are still loading")
-        return Health(status="ready", version=__version__)
+        return Ready(status="ready", version=__version__, model=settings.model, device=settings.device,
+                     batch_size=settings.batch_size)  # fmt: skip
 
     @app.post("/v1/generations", status_code=202, response_model=GenerationCreated, dependencies=auth,
               openapi_extra=_UPLOAD_SCHEMA, tags=["generations"],
