@@ -98,7 +98,7 @@ if triton is not None:
         tl.store(SUM + out + rows, l_i, mask=row_ok)
 
 
-TUNING = {"block_n": 64, "num_warps": 4, "num_stages": 2, "max_splits": 48, "tiles_per_split": 2}
+TUNING = {"block_n": 64, "num_warps": 4, "num_stages": 3, "max_splits": 96, "tiles_per_split": 1}
 """Kernel meta-parameters (measured on an H100 with scripts/bench_ar.py; see docs/benchmarks.md)."""
 
 

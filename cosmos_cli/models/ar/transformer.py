@@ -127,13 +127,9 @@ class Attention(nn.Module):
             q = self._heads(self.wq(x), self.n_heads)
             if self.q_norm is not None:
                 q = self.q_norm(q)
-            k, v = context_kv
-            if prefill:
-                out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, scale=self.scale, enable_gqa=True)
-                out = out.transpose(1, 2)
-            else:  # a few queries over the short context: the split-K kernel, every key visible
-                every_key = torch.full(q.shape[:2], k.shape[2] - 1, dtype=torch.long, device=q.device)
-                out = cache_attention(q, k, v, every_key, self.scale)
+            k, v = context_kv  # 512 keys, all visible: SDPA (cuDNN/flash) is fastest here (docs/benchmarks.md)
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, scale=self.scale, enable_gqa=True)
+            out = out.transpose(1, 2)
             return self.wo(out.reshape(x.shape[0], x.shape[1], -1))
         q, k, v = self._project(x)
         q, k, v = (
