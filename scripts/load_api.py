@@ -57,6 +57,8 @@ class LocalServer:
         argv = [sys.executable, "-m", "cosmos_cli", "serve", "--host", "127.0.0.1", "--port", "0",
                 "--jobs-dir", str(self.jobs_dir), *self.serve_args]  # fmt: skip
         env = dict(os.environ, COSMOS_API_KEY=self.api_key)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart appends
+        self.url = ""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         deadline = time.monotonic() + timeout
@@ -64,8 +66,9 @@ class LocalServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited with code {self.process.returncode}:\n{self.log_tail()}")
             if not self.url:
-                found = re.findall(r"listening on (http://127\.0\.0\.1:\d+)", self.log_path.read_text())
-                self.url = found[-1] if found else ""
+                log_text = self.log_path.read_bytes()[offset:].decode(errors="replace")
+                found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log_text)
+                self.url = found.group(1) if found else ""
             elif httpx.get(f"{self.url}/readyz", headers=self.headers, timeout=5).status_code == 200:
                 return self
             time.sleep(0.1)
