@@ -284,3 +284,18 @@ def test_leftovers_of_a_crash_are_cleaned(tmp_path):
     job = store.get("j1")
     assert job.status == "failed" and job.error_code == "interrupted"
     store.close()
+
+
+def test_list_gives_the_most_recent_jobs_in_submission_order(tmp_path):
+    from cosmos_cli.serve.jobs import JobParams, JobStore
+
+    store = JobStore(tmp_path)
+    for name in ("a", "b", "c"):
+        (tmp_path / "uploads" / f"{name}.mp4").write_bytes(b"x")
+        store.add(
+            name, JobParams(prompt="p", disable_diffusion_decoder=name == "b"), tmp_path / "uploads" / f"{name}.mp4"
+        )
+    assert [j.id for j in store.list(limit=2)] == ["b", "c"]
+    assert [j.id for j in store.claim(3)] == ["a", "c"]  # one batch decodes one way; b waits for the next
+    assert [j.id for j in store.list("queued")] == ["b"]
+    store.close()

@@ -232,7 +232,7 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
         status: Status | None = Query(None, description="Only jobs with this status."),
         limit: int = Query(100, ge=1, le=1000),
     ) -> GenerationList:
-        """Jobs in the order they were submitted."""
+        """The most recent jobs (up to ``limit``), in the order they were submitted."""
         return GenerationList(generations=[_generation(job) for job in store.list(status, limit)])
 
     @app.get("/v1/generations/{job_id}", response_model=Generation, dependencies=auth, tags=["generations"],

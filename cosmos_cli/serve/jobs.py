@@ -225,12 +225,12 @@ class JobStore:
         return Job.from_row(row) if row else None
 
     def list(self, status: str | None = None, limit: int = 100) -> list[Job]:
-        """Jobs in the order they were submitted, optionally only those with one status."""
-        query, args = "SELECT * FROM jobs", []
-        if status is not None:
-            query, args = query + " WHERE status = ?", [status]
+        """The ``limit`` most recent jobs (optionally only those with one status), oldest first: the queue
+        reads in the order it runs, and a long-lived server still lists what is current."""
+        where, args = ("WHERE status = ?", [status]) if status is not None else ("", [])
+        query = f"SELECT * FROM (SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ?) ORDER BY seq"
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY seq LIMIT ?", (*args, limit)).fetchall()
+            rows = self._db.execute(query, (*args, limit)).fetchall()
         return [Job.from_row(r) for r in rows]
 
     def cancel(self, job_id: str) -> Job | None:
