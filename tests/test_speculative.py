@@ -8,7 +8,12 @@ import torch
 from cosmos_cli.decode.drafts import DRAFT_NAMES, PreviousFrameDraft, UniformDraft, make_draft
 from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams, warped_probs
-from cosmos_cli.decode.speculative import SpeculativeGenerator, maximal_coupling, nucleus_probs_bisect
+from cosmos_cli.decode.speculative import (
+    SpeculativeGenerator,
+    make_generator,
+    maximal_coupling,
+    nucleus_probs_bisect,
+)
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import ModelArgs
 from tests.conftest import shared_path
@@ -187,3 +192,12 @@ def test_uniform_draft_is_uniform_and_keyed():
     again, _ = drafts.propose(None, key, None, torch.tensor([3]), key)
     other, _ = drafts.propose(None, key, None, torch.tensor([4]), key)
     assert torch.equal(tokens, again) and not torch.equal(tokens, other)
+
+
+def test_make_generator_picks_the_decoder(golden):
+    model, _ = golden
+    assert isinstance(make_generator(model), ARGenerator)
+    scd = make_generator(model, "scd", window=4, draft="uniform")
+    assert isinstance(scd, SpeculativeGenerator) and scd.window == 4 and scd.drafts.name == "uniform"
+    with pytest.raises(ValueError, match="decoding"):
+        make_generator(model, "jacobi")

@@ -38,7 +38,7 @@ import torch
 
 from cosmos_cli.decode import rng
 from cosmos_cli.decode.drafts import DraftProposer, make_draft
-from cosmos_cli.decode.generator import GenerationStats, ProgressFn, _now
+from cosmos_cli.decode.generator import ARGenerator, GenerationStats, ProgressFn, _now
 from cosmos_cli.decode.sampling import SamplingParams, sample, warped_probs
 from cosmos_cli.models.ar.transformer import Transformer
 
@@ -50,6 +50,7 @@ RESIDUAL_EPS = 1e-6
 """Residual mass below this is rounding noise (p ~= q): sample from p instead (the public code's
 ``+1e-10`` would spread it uniformly over the whole vocabulary, outside the nucleus)."""
 TOP_P_METHODS = ("sort", "bisect")
+DECODINGS = ("sequential", "scd")
 
 
 # ---- the coupling rule ---------------------------------------------------------------------------------
@@ -443,3 +444,19 @@ class SpeculativeGenerator:
         st.slot_accepted = s.slot_accepted.tolist()
         st.commit_histogram = s.commits.tolist()
         st.fresh_reached, st.fresh_accepted, st.coupled_reached, st.coupled_accepted = s.origin.tolist()
+
+
+def make_generator(
+    model: Transformer,
+    decoding: str = "sequential",
+    *,
+    window: int = 32,
+    draft: str = "prev-frame",
+    compile: bool = False,
+) -> ARGenerator | SpeculativeGenerator:
+    """The generator for ``--decoding`` (one of :data:`DECODINGS`); both have the same ``generate``."""
+    if decoding == "sequential":
+        return ARGenerator(model, compile=compile)
+    if decoding == "scd":
+        return SpeculativeGenerator(model, window=window, draft=draft, compile=compile)
+    raise ValueError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
