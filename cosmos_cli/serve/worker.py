@@ -71,11 +71,14 @@ class GenerationWorker:
         self.ready.set()
         while not self._stop.is_set():
             self._wake.clear()
-            batch = self.store.claim(self.batch_size)
-            if batch:
-                self._run(batch)
-            else:
-                self._wake.wait(timeout=5.0)
+            try:
+                batch = self.store.claim(self.batch_size)
+                if batch:
+                    self._run(batch)
+                    continue
+            except Exception:  # the job database (disk full, ...): keep serving, try again shortly
+                self.log.exception("the worker could not take or record jobs; retrying in 5 s")
+            self._wake.wait(timeout=5.0)
 
     def _load(self) -> None:
         pipeline = self.pipeline
