@@ -9,7 +9,9 @@ Only loopback addresses are accepted as targets.
     # against a running server (the GPU box): COSMOS_API_KEY must match the server's
     python scripts/load_api.py --url http://127.0.0.1:8000 --clients 4 --duration 600
 
-    # self-contained: tiny checkpoints + a local server started by this script
+    # this script starts the server (and stops it): real checkpoints, or --tiny ones made on the fly
+    python scripts/load_api.py --start-server --serve-arg=--checkpoint-dir=checkpoints --serve-arg=--batch-size=4 \
+        --clients 8 --duration 300 --drain 240
     python scripts/load_api.py --tiny --clients 4 --duration 60 --serve-arg=--batch-size=2
 """
 
@@ -34,7 +36,10 @@ from urllib.parse import urlparse
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CLIP = REPO.parent / "shared" / "data" / "clips" / "input.mp4"
+DEFAULT_CLIP = (
+    next((p for p in (REPO.parent / "shared", REPO / "shared") if (p / "data/clips/input.mp4").is_file()), REPO.parent)
+    / "data/clips/input.mp4"
+)
 DEFAULT_PROMPT = "A video recorded from a moving vehicle's perspective, capturing roads and buildings."
 TINY_AR_DIR = "Cosmos-1.0-Autoregressive-Tiny-Video2World"
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -42,7 +47,7 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 class LocalServer:
     """``cosmos-cli serve`` in a subprocess on a free loopback port (``--port 0``; the port is read from its
-    log), ready once ``/readyz`` answers 200. Used by this script's ``--tiny`` mode and by the tests."""
+    log), ready once ``/readyz`` answers 200. Used by this script's ``--start-server`` and by the tests."""
 
     def __init__(self, serve_args: list[str], jobs_dir: Path, api_key: str, log_path: Path):
         self.serve_args, self.jobs_dir, self.api_key, self.log_path = serve_args, jobs_dir, api_key, log_path
@@ -199,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="A running server (loopback only).")
     parser.add_argument("--api-key", default=os.environ.get("COSMOS_API_KEY"), help="Default: $COSMOS_API_KEY.")
-    parser.add_argument("--tiny", action="store_true", help="Start a local server on tiny checkpoints first.")
-    parser.add_argument("--serve-arg", action="append", default=[], help="Extra `serve` flag for --tiny.")
+    parser.add_argument("--start-server", action="store_true", help="Start `cosmos-cli serve` (and stop it).")
+    parser.add_argument("--tiny", action="store_true", help="--start-server on tiny checkpoints made here.")
+    parser.add_argument("--serve-arg", action="append", default=[], help="A `serve` flag for --start-server.")
+    parser.add_argument("--ready-timeout", type=float, default=900.0, help="Seconds to wait for model loading.")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--duration", type=float, default=60.0, help="Seconds during which clients submit.")
     parser.add_argument("--drain", type=float, default=600.0, help="Seconds more for jobs already submitted.")
@@ -210,19 +217,28 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     if not a.clip.is_file():
         parser.error(f"--clip {a.clip} not found")
-    if not a.tiny:
+    if not (a.start_server or a.tiny):
         print(load_test(a.url, a.api_key, a.clients, a.duration, a.drain, a.clip, a.prompt, a.poll), flush=True)
         return 0
-    sys.path.insert(0, str(REPO))  # `python scripts/load_api.py` puts only scripts/ on the path
-    from scripts.make_tiny_checkpoints import make_tiny_checkpoints
-
     with tempfile.TemporaryDirectory(prefix="cosmos-load-") as tmp:
         root = Path(tmp)
-        checkpoints = make_tiny_checkpoints(root / "checkpoints")
+        args = list(a.serve_arg)
+        if a.tiny:
+            sys.path.insert(0, str(REPO))  # `python scripts/load_api.py` puts only scripts/ on the path
+            from scripts.make_tiny_checkpoints import make_tiny_checkpoints
+
+            checkpoints = make_tiny_checkpoints(root / "checkpoints")
+            args = ["--checkpoint-dir", str(checkpoints), "--ar-model-dir", TINY_AR_DIR, *args]
         key = secrets.token_urlsafe(24)
-        args = ["--checkpoint-dir", str(checkpoints), "--ar-model-dir", TINY_AR_DIR, *a.serve_arg]
-        with LocalServer(args, root / "jobs", key, root / "serve.log") as server:
+        server = LocalServer(args, root / "jobs", key, root / "serve.log")
+        try:
+            server.start(timeout=a.ready_timeout)
             print(load_test(server.url, key, a.clients, a.duration, a.drain, a.clip, a.prompt, a.poll), flush=True)
+        finally:
+            server.stop()
+            events = [line for line in server.log_tail(100_000).splitlines() if ' HTTP/1.1" ' not in line]
+            shown = events if len(events) <= 25 else [*events[:20], "...", *events[-5:]]
+            print("server log, requests left out:", *shown, sep="\n", file=sys.stderr)
     return 0
 
 
