@@ -115,57 +115,156 @@ def command(
     device: DeviceOpt = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the written mp4.")] = 25.0,
     pad: Annotated[bool, typer.Option("--pad", help="Repeat the last frame of clips shorter than 9 frames.")] = False,
+    gpus: Annotated[
+        int, typer.Option("--gpus", help="Processes (GPUs) on this node; > 1 relaunches via torchrun.")
+    ] = 1,
+    tp: Annotated[
+        int | None, typer.Option("--tp", help="Tensor-parallel size (1, 2, 4, 8); default from --gpus.")
+    ] = None,
+    nnodes: Annotated[int, typer.Option("--nnodes", help="Nodes (multi-node torchrun).")] = 1,
+    node_rank: Annotated[int, typer.Option("--node-rank", help="This node's rank.")] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of node 0.")] = None,
+    rdzv_backend: Annotated[str | None, typer.Option("--rdzv-backend", help="c10d (default) or static.")] = None,
     overwrite: OverwriteOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Generate a 33-frame continuation of a clip (or image) for a prompt, or for every line of a JSONL batch."""
-    from cosmos_cli.console import info, stdout, warn
-    from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline, auto_batch_size
+    from cosmos_cli.parallel.launch import format_command, should_relaunch, torchrun_command
+
+    if should_relaunch(gpus, nnodes):  # this process becomes torchrun's agent; the workers do the job
+        import sys
+
+        from cosmos_cli.console import info
+
+        cmd = torchrun_command(
+            gpus, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend,
+            argv=translate_nvidia_flags(sys.argv[1:]),
+        )  # fmt: skip
+        if debug:
+            info(f"torchrun: {format_command(cmd)}")
+        import os
+
+        from cosmos_cli.parallel.launch import relaunch
+
+        os.environ[TORCHRUN_CMD_ENV] = format_command(cmd)
+        relaunch(cmd, debug=debug)
+        return
+    _generate_here(**{k: v for k, v in locals().items() if k not in _LAUNCH_ONLY})
+
+
+TORCHRUN_CMD_ENV = "COSMOS_CLI_TORCHRUN_COMMAND"
+_LAUNCH_ONLY = {"gpus", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_backend", "debug", "format_command",
+                "should_relaunch", "torchrun_command", "input_type"}  # fmt: skip
+
+
+def _generate_here(**opts) -> None:
+    """The job of one process: alone, or as one torchrun worker (TP group member / DP share)."""
+    import os
+
+    from cosmos_cli.parallel.dist import default_tp, distributed
+
+    samples = _samples(opts)
+    tp = opts["tp"]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if tp is None:
+        from cosmos_cli.checkpoints import CheckpointLayout
+        from cosmos_cli.stages.ar_model import resolve_model_args
+
+        args = resolve_model_args(CheckpointLayout(opts["checkpoint_dir"], opts["ar_model_dir"]).ar_dir)
+        tp = default_tp(world, len(samples), args.n_kv_heads)
+    with distributed(tp) as ctx:
+        _run(opts, samples, ctx)
+
+
+def _samples(opts: dict) -> list:
     from cosmos_cli.pipeline.samples import read_batch, single_sample
 
+    input, batch_input, prompt = opts["input"], opts["batch_input"], opts["prompt"]
     if (input is None) == (batch_input is None):
         raise BadInput("give exactly one of --input or --batch-input", "see cosmos-cli generate --help")
-    check_text_encoder_dtype(text_encoder_dtype)
     if input is not None:
-        if prompt is None and not ar_model_dir.lower().endswith(("-4b", "-12b")):
+        if prompt is None and not opts["ar_model_dir"].lower().endswith(("-4b", "-12b")):
             raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
-        samples = [single_sample(prompt or "", input, video_save_name, seed, num_input_frames)]
-    else:
-        samples = read_batch(batch_input, seed, num_input_frames)
+        return [single_sample(prompt or "", input, opts["video_save_name"], opts["seed"], opts["num_input_frames"])]
+    return read_batch(batch_input, opts["seed"], opts["num_input_frames"])
+
+
+def _run(opts: dict, samples: list, ctx) -> None:
+    import os
+
+    from cosmos_cli.console import info, stdout, warn
+    from cosmos_cli.parallel.data import shard_samples
+    from cosmos_cli.parallel.link import link_for
+    from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline, auto_batch_size
+
+    text_encoder_dtype, guardrail = opts["text_encoder_dtype"], opts["guardrail"]
+    check_text_encoder_dtype(text_encoder_dtype)
     if guardrail == Guardrail.off:
         from cosmos_cli.guardrail import GUARDRAIL_OFF_WARNING
 
         warn(GUARDRAIL_OFF_WARNING)
+    all_samples = samples
+    builder, device = None, opts["device"]
+    if ctx is not None:
+        samples = [s for _, s in shard_samples(samples, ctx.dims.dp_rank, ctx.dims.dp)]
+        device = str(ctx.device)
+        if ctx.dims.tp > 1:
+            from functools import partial
 
-    placements = _placements(offload, placement, locals())
+            from cosmos_cli.parallel.tp import build_tp_model
+
+            builder = partial(build_tp_model, tp_group=ctx.tp_group)
+
+    placements = _placements(opts["offload"], opts["placement"], opts)
+    batch_size = opts["batch_size"]
     config = PipelineConfig(
-        checkpoint_dir=checkpoint_dir,
-        ar_model_dir=ar_model_dir,
+        checkpoint_dir=opts["checkpoint_dir"],
+        ar_model_dir=opts["ar_model_dir"],
         device=device,
-        load_format=load_format,
-        compile=compile,
+        load_format=opts["load_format"],
+        compile=opts["compile"],
         batch_size=max(batch_size, 1),
-        top_p=top_p,
-        temperature=temperature,
+        top_p=opts["top_p"],
+        temperature=opts["temperature"],
         guardrail=guardrail.value,
-        diffusion_decoder=False if disable_diffusion_decoder else None,
-        dd_seed=dd_seed,
+        diffusion_decoder=False if opts["disable_diffusion_decoder"] else None,
+        dd_seed=opts["dd_seed"],
         text_encoder_dtype=text_encoder_dtype,
         placements=placements,
-        fps=fps,
-        pad=pad,
+        fps=opts["fps"],
+        pad=opts["pad"],
     )
-    pipeline = VideoPipeline(config)
+    pipeline = VideoPipeline(config, model_builder=builder, link=link_for(ctx))
+    tp_size = ctx.dims.tp if ctx is not None else 1
     if batch_size <= 0:
-        weights = pipeline.args.num_params() * (2 if pipeline.device.type == "cuda" else 4)
-        config.batch_size = auto_batch_size(pipeline.args, len(samples), pipeline.device, weights)
+        weights = pipeline.args.num_params() * (2 if pipeline.device.type == "cuda" else 4) // tp_size
+        config.batch_size = auto_batch_size(pipeline.args, max(len(samples), 1), pipeline.device, weights)
+    where = f"{ctx.dims.world} processes (TP {tp_size} x DP {ctx.dims.dp})" if ctx is not None else str(pipeline.device)
     info(
-        f"[bold]{pipeline.args.name}[/bold] on {pipeline.device}, {len(samples)} sample(s), batch {config.batch_size}, "
+        f"[bold]{pipeline.args.name}[/bold] on {where}, {len(all_samples)} sample(s), batch {config.batch_size}, "
         f"decoder: {'diffusion' if pipeline.diffusion_decoder else 'DV8x16x16'}, guardrail: {guardrail.value}"
     )
-    results = pipeline.run(samples, output_dir, overwrite=overwrite)
-    if batch_input is not None:
-        _write_summary(output_dir, results)
+    launched = os.environ.get(TORCHRUN_CMD_ENV)
+    extra = {"torchrun": launched} if launched else {}
+    if ctx is not None:
+        extra["parallel"] = {"world": ctx.dims.world, "tp": ctx.dims.tp, "dp": ctx.dims.dp}
+    results = pipeline.run(samples, opts["output_dir"], overwrite=opts["overwrite"], extra_record=extra)
+    if ctx is not None:
+        from cosmos_cli.parallel.dist import gather_objects
+
+        for r in results:
+            r.exception = None  # not picklable in general; the message and exit code travel
+        results = [r for part in gather_objects(results, ctx) for r in part]
+        order = {s.name: i for i, s in enumerate(all_samples)}
+        results.sort(key=lambda r: order.get(r.name, 0))
+    if opts["batch_input"] is not None and (ctx is None or ctx.dims.is_main):
+        _write_summary(opts["output_dir"], results)
+    _report(results, len(all_samples), ctx, stdout, warn)
+
+
+def _report(results, n_samples: int, ctx, stdout, warn) -> None:
+    from cosmos_cli.errors import CosmosError, DistributedError
+
     for result in results:
         if result.status in ("succeeded", "skipped"):
             note = " (already done; --overwrite to redo)" if result.status == "skipped" else ""
@@ -173,19 +272,17 @@ def command(
         else:
             warn(f"{result.name}: {result.status}: {result.error}")
     failed = [r for r in results if r.status in ("failed", "blocked")]
-    if failed:
-        first = failed[0]
-        if len(samples) == 1 and first.exception is not None and not _is_user_error(first.exception):
-            raise first.exception
-        if len(samples) == 1:
-            raise first.exception
-        raise typer.Exit(first.exit_code or 1)
-
-
-def _is_user_error(exc: BaseException) -> bool:
-    from cosmos_cli.errors import CosmosError
-
-    return isinstance(exc, CosmosError)
+    if not failed:
+        return
+    first = failed[0]
+    if ctx is not None:  # every rank ends with the same code; the launcher prints one line
+        raise DistributedError(f"{len(failed)} of {n_samples} sample(s) did not succeed: {first.error}",
+                               exit_code=first.exit_code or 1)  # fmt: skip
+    if n_samples == 1 and first.exception is not None:
+        raise first.exception
+    if n_samples == 1:
+        raise CosmosError(first.error or "generation failed", exit_code=first.exit_code or 1)
+    raise typer.Exit(first.exit_code or 1)
 
 
 def _placements(offload: OffloadAll, placement: list[str] | None, flags: dict) -> dict[str, str]:

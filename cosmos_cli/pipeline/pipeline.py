@@ -77,8 +77,12 @@ class SampleResult:
 class VideoPipeline:
     """Owns the stages (loaded lazily, placed by :class:`Placements`) and runs batches of samples."""
 
-    def __init__(self, config: PipelineConfig, model_transform=None):
+    def __init__(self, config: PipelineConfig, model_builder=None, link=None):
+        """``model_builder`` / ``link``: tensor parallelism (``cosmos_cli.parallel``); None for one process."""
+        from cosmos_cli.parallel.link import SoloLink
+
         self.config = config
+        self.link = link or SoloLink()
         self.layout = CheckpointLayout(Path(config.checkpoint_dir), config.ar_model_dir)
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         on_gpu = self.device.type == "cuda"
@@ -89,11 +93,14 @@ class VideoPipeline:
             dtype=self.dtype,
             load_format=config.load_format,
             compile=config.compile and on_gpu,
-            model_transform=model_transform,
+            model_builder=model_builder,
         )
         self.args = self.ar.args
         self.ar.require_files()
-        self._build_other_stages(on_gpu)
+        self.tokenizer = self.text_encoder = self.diffusion_decoder = None
+        self.text_guardrail = self.video_guardrail = None
+        if self.link.is_leader:  # TP followers hold an AR shard and nothing else
+            self._build_other_stages(on_gpu)
 
     # ---- construction: every missing file is reported before any model loads -------------------
     def _build_other_stages(self, on_gpu: bool) -> None:
@@ -159,7 +166,13 @@ class VideoPipeline:
 
         ``should_stop`` is asked between chunks and between the stages of a chunk; once it says yes, the
         samples not finished yet keep status ``pending`` and nothing more is written for them.
+
+        On a tensor-parallel follower rank, ``samples`` is ignored: it runs the AR calls its leader
+        announces and returns an empty list.
         """
+        if not self.link.is_leader:
+            self._follow_leader()
+            return []
         output_dir = Path(output_dir)
         results = {s.name: SampleResult(s.name) for s in samples}
         todo = []
@@ -178,7 +191,19 @@ class VideoPipeline:
                 chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
                 should_stop or (lambda: False),
             )  # fmt: skip
+        self.link.share_object(None)  # tells TP followers that the work is done
         return [results[s.name] for s in samples]
+
+    def _follow_leader(self) -> None:
+        """TP follower: run exactly the AR batches the leader announces, on the leader's tensors."""
+        while (plan := self.link.share_object(None)) is not None:
+            if not plan:
+                continue
+            with self.placements.use(self.ar) as stage:
+                for num_new, params, seeds, has_context in plan:
+                    prompt = self.link.share_tensor(None)
+                    context = self.link.share_tensor(None) if has_context else None
+                    stage.generate(prompt, context, num_new, params, torch.tensor(seeds))
 
     def _run_chunk(self, chunk, output_dir, results, on_event, extra_record, should_stop) -> None:
         live: list[Sample] = []
@@ -267,40 +292,50 @@ class VideoPipeline:
     def _stage_ar(self, live, tokens, contexts, results, on_event) -> dict[str, torch.Tensor]:
         """Group samples that share a prompt length; decode ``batch_size`` of them at a time."""
         out = {}
-        if not live:
-            return out
         args, bov = self.args, self.args.bov_token
         groups: dict[int, list[Sample]] = {}
         for s in live:
             groups.setdefault(_context_latents(s.num_input_frames), []).append(s)
+        batches = []
+        for latent_t, members in groups.items():
+            for i in range(0, len(members), self.config.batch_size):
+                batches.append((latent_t, members[i : i + self.config.batch_size]))
+        plan = [
+            (
+                args.num_video_tokens - t * args.tokens_per_frame,
+                self._sampling(b[0]),
+                [s.seed for s in b],
+                bool(contexts),
+            )
+            for t, b in batches
+        ]
+        self.link.share_object(plan)  # TP followers run the same calls
+        if not batches:
+            return out
         with self._timed(live, results, "ar_model"), self.placements.use(self.ar) as stage:
-            for latent_t, members in groups.items():
+            for (latent_t, batch), (num_new, params, seeds, _) in zip(batches, plan, strict=True):
                 n_ctx = latent_t * args.tokens_per_frame
-                num_new = args.num_video_tokens - n_ctx
-                for i in range(0, len(members), self.config.batch_size):
-                    batch = members[i : i + self.config.batch_size]
-                    flat = torch.stack([tokens[s.name].reshape(-1) for s in batch])
-                    prompt = flat[:, :n_ctx]
-                    if bov is not None:
-                        prompt = torch.cat([torch.full((len(batch), 1), bov, dtype=prompt.dtype), prompt], 1)
-                    context = torch.cat([contexts[s.name] for s in batch]) if contexts else None
-                    params = self._sampling(batch[0])
-                    seeds = torch.tensor([s.seed for s in batch])
-                    label = f"generate tokens ({len(batch)} x {num_new})"
-                    with progress(label, num_new * len(batch), unit="tok") as advance:
-                        done = [0]
+                flat = torch.stack([tokens[s.name].reshape(-1) for s in batch])
+                prompt = flat[:, :n_ctx]
+                if bov is not None:
+                    prompt = torch.cat([torch.full((len(batch), 1), bov, dtype=prompt.dtype), prompt], 1)
+                context = torch.cat([contexts[s.name] for s in batch]) if contexts else None
+                prompt = self.link.share_tensor(prompt)
+                if context is not None:
+                    context = self.link.share_tensor(context)
+                label = f"generate tokens ({len(batch)} x {num_new})"
+                with progress(label, num_new * len(batch), unit="tok") as advance:
 
-                        def tick(n: int, _batch=batch, _adv=advance, _total=num_new, _done=done) -> None:
-                            _adv(n * len(_batch))
-                            _done[0] += n
-                            for s in _batch:
-                                on_event(s.name, "ar_model", min(_done[0], _total), _total)
+                    def tick(n: int, _batch=batch, _adv=advance, _total=num_new) -> None:
+                        _adv(n * len(_batch))
+                        for s in _batch:
+                            on_event(s.name, "ar_model", 0, _total)
 
-                        new = stage.generate(prompt, context, num_new, params, seeds, on_progress=tick)
-                    for j, sample in enumerate(batch):
-                        full = torch.cat([flat[j, :n_ctx], new[j].cpu()])
-                        out[sample.name] = full.view(args.latent_shape)
-                        on_event(sample.name, "ar_model", num_new, num_new)
+                    new = stage.generate(prompt, context, num_new, params, torch.tensor(seeds), on_progress=tick)
+                for j, sample in enumerate(batch):
+                    full = torch.cat([flat[j, :n_ctx], new[j].cpu()])
+                    out[sample.name] = full.view(args.latent_shape)
+                    on_event(sample.name, "ar_model", num_new, num_new)
         return out
 
     def _sampling(self, sample: Sample) -> SamplingParams:

@@ -48,7 +48,7 @@ class ARModelStage(Stage):
         dtype: torch.dtype,
         load_format: str = "auto",
         compile: bool = False,
-        model_transform: Callable[[Transformer], Transformer] | None = None,
+        model_builder: Callable[..., Transformer] | None = None,
     ):
         if load_format not in ("auto", "dummy"):
             raise BadInput(f"unknown --load-format {load_format!r}", "use auto or dummy")
@@ -56,7 +56,8 @@ class ARModelStage(Stage):
         self.dtype = dtype
         self.load_format = load_format
         self.compile = compile
-        self.model_transform = model_transform
+        self.model_builder = model_builder or build_model
+        """``build_model`` or a tensor-parallel builder with the same signature (``parallel.tp``)."""
         self.args = resolve_model_args(layout.ar_dir)
         self.model: Transformer | None = None
         self.generator: ARGenerator | None = None
@@ -75,9 +76,7 @@ class ARModelStage(Stage):
             self.to(device)
             return
         self.require_files()
-        model = build_model(self.args, weights=self.weights, dtype=self.dtype, device=device)
-        if self.model_transform is not None:
-            model = self.model_transform(model)
+        model = self.model_builder(self.args, weights=self.weights, dtype=self.dtype, device=device)
         if device.type == "cuda":
             model.fuse_projections()
         self.model = model
@@ -112,6 +111,4 @@ class ARModelStage(Stage):
         if self.generator is None:
             raise RuntimeError("ARModelStage.generate called before load")
         use_context = context if self.args.cross_attn_every_k_layers else None
-        return self.generator.generate(
-            prompt, num_new, params, seeds, context=use_context, on_progress=on_progress
-        )
+        return self.generator.generate(prompt, num_new, params, seeds, context=use_context, on_progress=on_progress)
