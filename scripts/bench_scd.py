@@ -296,7 +296,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--sections", default="verify,entropy,trained")
     p.add_argument("--windows", type=_ints, default=[8, 16, 32, 64], help="K for the verify section")
-    p.add_argument("--bisect-windows", type=_ints, default=[32, 64], help="K timed again with sort-free top-p")
+    p.add_argument("--bisect-windows", type=_ints, default=[32], help="K timed again with sort-free top-p")
     p.add_argument("--context", type=int, default=8961, help="tokens in the cache for the verify section")
     p.add_argument("--steps", type=int, default=256, help="tokens generated before timing (verify section)")
     p.add_argument("--repeats", type=int, default=50)
