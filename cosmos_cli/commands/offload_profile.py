@@ -1,10 +1,346 @@
-"""`cosmos-cli offload-profile` (not built yet)."""
+"""`cosmos-cli offload-profile`: GPU memory and time of each offloading strategy, measured or estimated.
+
+On a GPU it runs the pipeline (real checkpoints, or ``--load-format dummy``: random weights at the released
+shapes) once per row and prints peak allocated / reserved memory and seconds per stage next to the plan's
+estimate and NVIDIA's published figure; ``--plan`` prints the estimate alone and needs no GPU. Both
+recommend the fastest strategy that fits the card (or ``--gpu-memory``) and can write the table as JSON.
+"""
 
 from __future__ import annotations
 
-from cosmos_cli.commands.stub import not_built
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cosmos_cli.checkpoints import DEFAULT_AR_MODEL_DIR
+from cosmos_cli.commands.options import (
+    DEFAULT_CHECKPOINT,
+    ArModelDirOpt,
+    CheckpointDirOpt,
+    CompileOpt,
+    DebugOpt,
+    DeviceOpt,
+    DisableDiffusionDecoderOpt,
+    Guardrail,
+    GuardrailOpt,
+    LoadFormatOpt,
+    TextEncoderDtypeOpt,
+    check_text_encoder_dtype,
+)
+from cosmos_cli.errors import BadInput
+
+GIB = 2**30
+SHORT = {
+    "text_guardrail": "guard",
+    "text_encoder": "T5",
+    "video_tokenizer": "tok",
+    "ar_model": "AR",
+    "diffusion_decoder": "DD",
+    "video_guardrail": "vguard",
+}
 
 
-def command() -> None:
-    """Not built yet."""
-    not_built("offload-profile")
+def command(
+    plan: Annotated[bool, typer.Option("--plan", help="Estimate from model sizes only (no GPU needed).")] = False,
+    gpu_memory: Annotated[
+        float | None, typer.Option("--gpu-memory", help="GiB to fit (default: this GPU's memory).", min=1)
+    ] = None,
+    host_memory: Annotated[
+        float | None, typer.Option("--host-memory", help="GiB of free host RAM (default: this machine's).", min=1)
+    ] = None,
+    rows: Annotated[
+        str | None,
+        typer.Option("--rows", help="Comma-separated rows, e.g. none,all,all-but-ar/b4/warm (see docs/offload.md)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch for --plan.", min=1)] = 1,
+    ar_tokens: Annotated[
+        int, typer.Option("--ar-tokens", help="Tokens the AR model really generates per row (0 = all).", min=0)
+    ] = 0,
+    dd_steps: Annotated[
+        int | None, typer.Option("--dd-steps", help="Diffusion steps per row (default 15).", min=1)
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON here.")] = None,
+    checkpoint_dir: CheckpointDirOpt = DEFAULT_CHECKPOINT,
+    ar_model_dir: ArModelDirOpt = DEFAULT_AR_MODEL_DIR,
+    load_format: LoadFormatOpt = "auto",
+    guardrail: GuardrailOpt = Guardrail.full,
+    disable_diffusion_decoder: DisableDiffusionDecoderOpt = False,
+    text_encoder_dtype: TextEncoderDtypeOpt = None,
+    compile: CompileOpt = True,
+    device: DeviceOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Measure (or with --plan, estimate) GPU memory and time of each offloading strategy; recommend one."""
+    import torch
+
+    from cosmos_cli.pipeline import plan as planning
+
+    check_text_encoder_dtype(text_encoder_dtype)
+    if load_format not in ("auto", "dummy"):
+        raise BadInput(f"unknown --load-format {load_format!r}", "use auto or dummy")
+    on_gpu = torch.cuda.is_available() and (device or "cuda").startswith("cuda")
+    if not plan and not on_gpu and device != "cpu":
+        raise BadInput(
+            "no CUDA GPU here: offload-profile measures GPU memory",
+            "add --plan for an estimate, or run on a GPU machine",
+        )
+    if gpu_memory is not None:
+        budget = gpu_memory * planning.GIB
+    elif on_gpu:
+        budget = torch.cuda.get_device_properties(torch.device(device or "cuda")).total_memory
+    elif plan:
+        raise BadInput("--plan without a GPU needs --gpu-memory", "add e.g. --gpu-memory 24")
+    else:
+        budget = float("inf")  # a CPU run measures times only
+    host = host_memory * planning.GIB if host_memory else None
+    base = planning.shape_from_checkpoints(
+        checkpoint_dir,
+        ar_model_dir,
+        batch_size=batch_size,
+        guardrail=guardrail.value,
+        diffusion_decoder=False if disable_diffusion_decoder else None,
+        text_encoder_dtype=text_encoder_dtype,
+    )
+    sizes = planning.stage_sizes(base)
+    if plan:
+        report = _plan_report(sizes, base, budget, host)
+        _print_plan(report)
+    else:
+        report = _measure(locals(), sizes, base, budget, host)
+    if json_path is not None:
+        from cosmos_cli.io.atomic import atomic_path
+
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(json_path, overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=1, default=str))
+
+
+# ---- --plan ------------------------------------------------------------------------------------
+def _plan_report(sizes, shape, budget: float, host: float | None) -> dict:
+    from cosmos_cli.pipeline import plan as planning
+    from cosmos_cli.pipeline.offload import available_host_bytes
+
+    rows = planning.plan_rows(sizes, shape.args, budget, host)
+    fitting = [r for r in rows if r.fits and r.strategy != "auto"]
+    best = next((r for r in rows if r.strategy == "auto"), None)
+    return {
+        "kind": "estimate",
+        "model": shape.args.name,
+        "batch_size": shape.batch_size,
+        "gpu_memory_gib": budget / planning.GIB,
+        "assumptions": {
+            "h2d_gb_per_s": planning.H2D_BYTES_PER_S / 1e9,
+            "disk_gb_per_s": planning.DISK_BYTES_PER_S / 1e9,
+            "reserved_factor": planning.RESERVED_FACTOR,
+            "cuda_context_gib": planning.CUDA_CONTEXT_BYTES / planning.GIB,
+        },
+        "stages": [s.as_dict() for s in sizes],
+        "rows": [r.as_dict() for r in rows],
+        "fastest_nvidia_strategy_that_fits": fitting[0].strategy if fitting else None,
+        "host_memory_gib": (host if host is not None else available_host_bytes()) / planning.GIB,
+        "recommended": None
+        if best is None
+        else {"policy": best.estimate.policy, "flags": _flags(best.estimate.policy)},
+    }
+
+
+def _print_plan(report: dict) -> None:
+    from rich.table import Table
+
+    from cosmos_cli.console import stdout
+
+    gib, host = report["gpu_memory_gib"], report["host_memory_gib"]
+    table = Table(
+        title=f"ESTIMATE, no GPU run: {report['model']}, batch {report['batch_size']}, {gib:.0f} GiB GPU, "
+        f"{host:.0f} GiB free host RAM",
+        caption="GiB; peak: most bytes allocated at once; needs: peak x1.1 + 0.75 GiB CUDA context; "
+        "s: bring-in time per batch at an assumed 20 GB/s (disk 2 GB/s); host: pinned copies of the cpu stages",
+    )
+    for name in ("strategy", "offloaded", "peak", "needs", "fits GPU", "host", "fits host", "moved", "s",
+                 "NVIDIA"):  # fmt: skip
+        table.add_column(name, justify="left" if name in ("strategy", "offloaded", "NVIDIA") else "right")
+    for row in report["rows"]:
+        host_ok = row["host_gib"] <= 0.9 * host
+        table.add_row(
+            row["strategy"],
+            _offloaded(row["policy"]),
+            f"{row['peak_gib']:.1f}",
+            f"{row['needs_gib']:.1f}",
+            "yes" if row["fits"] else "[red]no[/red]",
+            f"{row['host_gib']:.1f}",
+            "yes" if host_ok else "[red]no[/red]",
+            f"{row['moved_gib_per_batch']:.1f}",
+            f"{row['bring_in_s_per_batch']:.1f}",
+            row["nvidia"] or "-",
+        )
+    _print_wide(table)
+    stages = ", ".join(f"{SHORT[s['name']]} {s['weights'] / GIB:.1f}+{s['work'] / GIB:.1f}" for s in report["stages"])
+    stdout.print(f"stage weights + work (GiB): {stages}", highlight=False)
+    rec = report["recommended"]
+    if rec is None:
+        stdout.print("[red]no placement fits this GPU memory[/red]")
+    else:
+        stdout.print(f"fastest placement that fits: cosmos-cli generate {rec['flags']}", highlight=False)
+
+
+def _print_wide(table) -> None:
+    """Tables keep their columns when stdout is a file or a pipe (rich would squeeze them into 80)."""
+    from rich.console import Console
+
+    from cosmos_cli.console import stdout
+
+    if stdout.is_terminal or stdout.quiet:
+        stdout.print(table)
+    else:
+        Console(file=stdout.file, width=180, no_color=True).print(table)
+
+
+def _offloaded(policy: dict) -> str:
+    """Short list of the stages off the GPU: ``guard,T5,DD(disk)``; ``all`` / ``-`` for all / none."""
+    if policy and all(v == "cpu" for v in policy.values()):
+        return "all"
+    off = [SHORT.get(k, k) + ("(disk)" if v == "disk" else "") for k, v in policy.items() if v != "gpu"]
+    return ",".join(off) or "-"
+
+
+def _flags(policy: dict) -> str:
+    """``generate`` flags for a policy: NVIDIA's names where they match, ``--placement`` otherwise."""
+    from cosmos_cli.commands.generate import OFFLOAD_FLAGS
+
+    remaining = {k: v for k, v in policy.items() if v != "gpu"}
+    if remaining and len(remaining) == len(policy) and set(remaining.values()) == {"cpu"}:
+        return "--offload all"
+    flags = []
+    for flag, stages in OFFLOAD_FLAGS.items():
+        present = [s for s in stages if s in policy]
+        if present and all(remaining.get(s) == "cpu" for s in present):
+            flags.append("--" + flag.replace("_", "-"))
+            for s in present:
+                remaining.pop(s)
+    flags += [f"--placement {k}={v}" for k, v in remaining.items()]
+    return " ".join(flags) or "(no offload flags)"
+
+
+# ---- measured ----------------------------------------------------------------------------------
+def _measure(params: dict, sizes, base, budget: float, host: float | None) -> dict:
+    from cosmos_cli.console import info
+    from cosmos_cli.pipeline import plan as planning
+    from cosmos_cli.pipeline import profile as prof
+
+    args = base.args
+    names = [s.name for s in planning.strategies_for(args)] + ["auto"]
+    specs = [prof.parse_row(text, names) for text in (params["rows"] or ",".join(prof.DEFAULT_ROWS)).split(",")]
+    policies = {s.name: s.policy() for s in planning.strategies_for(args)}
+    if any(s.strategy == "auto" for s in specs):
+        policies["auto"] = planning.choose_placements(sizes, budget, host_bytes_free=host).policy
+    opts = prof.ProfileOptions(
+        checkpoint_dir=params["checkpoint_dir"],
+        ar_model_dir=params["ar_model_dir"],
+        load_format=params["load_format"],
+        device=params["device"],
+        compile=params["compile"],
+        guardrail=params["guardrail"].value,
+        diffusion_decoder=False if params["disable_diffusion_decoder"] else None,
+        text_encoder_dtype=params["text_encoder_dtype"],
+        ar_tokens=params["ar_tokens"],
+        dd_steps=params["dd_steps"],
+        policies=policies,
+    )
+    device = prof.device_info(params["device"])
+    estimates, ar_bounds = {}, {}
+    for spec in specs:
+        row_sizes = planning.stage_sizes(prof.row_shape(spec, opts))
+        estimates[spec.name] = planning.estimate(row_sizes, policies[spec.strategy])
+        ar = next(s for s in row_sizes if s.name == "ar_model")
+        ar_bounds[spec.name] = ar.weights + args.kv_cache_bytes(spec.batch) + 2 * planning.GIB
+    info(f"offload-profile: {len(specs)} rows on {device['device']} ({params['load_format']} weights)")
+    results = prof.profile(specs, opts, on_row=lambda r: info(_row_line(r)))
+    nvidia = planning.published(args)
+    for row in results:
+        est = estimates[row["row"]]
+        row["plan_peak"] = est.peak
+        row["plan_peak_stage"] = est.peak_stage
+        row["nvidia"] = nvidia.get(row["row"])
+    summary = prof.summarize(results, budget, device["context_bytes"], ar_bounds)
+    report = {
+        "kind": "measured",
+        "model": args.name,
+        "load_format": params["load_format"],
+        "ar_tokens": params["ar_tokens"],
+        "dd_steps": params["dd_steps"],
+        **device,
+        "stages_plan": [s.as_dict() for s in sizes],
+        "rows": results,
+        "summary": summary,
+    }
+    _print_measured(report)
+    return report
+
+
+def _row_line(row: dict) -> str:
+    if row["error"]:
+        return f"  {row['row']}: [red]{row['error']}[/red]"
+    return (
+        f"  {row['row']}: peak {row['peak_allocated'] / 2**30:.1f} GiB allocated, "
+        f"{row['peak_reserved'] / 2**30:.1f} reserved, {row['total_s']:.1f} s"
+    )
+
+
+def _print_measured(report: dict) -> None:
+    from rich.table import Table
+
+    from cosmos_cli.console import stdout
+    from cosmos_cli.pipeline.profile import stage_seconds
+
+    title = f"MEASURED: {report['model']} on {report['device']} ({report['load_format']} weights"
+    if report["ar_tokens"]:
+        title += f", {report['ar_tokens']} AR tokens"
+    if report["dd_steps"]:
+        title += f", {report['dd_steps']} DD steps"
+    table = Table(title=title + ")")
+    columns = ["row", "offloaded", "peak alloc GiB", "peak resv GiB", "plan GiB", *SHORT.values(), "setup s",
+               "total s", "full-length s", "NVIDIA"]  # fmt: skip
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("row", "offloaded", "NVIDIA") else "right")
+    for row in report["rows"]:
+        if row["error"]:
+            table.add_row(row["row"], _offloaded(row["policy"]), f"[red]{row['error']}[/red]")
+            continue
+        seconds = stage_seconds(row)
+        table.add_row(
+            row["row"],
+            _offloaded(row["policy"]),
+            f"{row['peak_allocated'] / 2**30:.1f}",
+            f"{row['peak_reserved'] / 2**30:.1f}",
+            f"{row['plan_peak'] / 2**30:.1f}",
+            *[f"{seconds[name]:.1f}" if name in seconds else "-" for name in SHORT],
+            f"{row['setup_s']:.1f}",
+            f"{row['total_s']:.1f}",
+            f"{row['full_length_s']:.1f}",
+            row["nvidia"] or "-",
+        )
+    _print_wide(table)
+    summary = report["summary"]
+    for comp in summary["comparisons"]:
+        stdout.print(
+            f"{comp['row']} vs {comp['baseline']}: {comp['extra_s']:+.1f} s "
+            f"({100 * comp['extra_fraction']:+.1f}% of this run, "
+            f"{100 * comp['extra_fraction_full_length']:+.1f}% at full length, extrapolated)",
+            highlight=False,
+        )
+    for check in summary["full_offload"]:
+        verdict = "within" if check["ar_stage_within_bound"] else "[red]above[/red]"
+        stdout.print(
+            f"{check['row']}: peak {check['peak_allocated'] / 2**30:.1f} GiB in {check['peak_stage']}; AR stage "
+            f"{check['ar_stage_peak_allocated'] / 2**30:.1f} GiB, {verdict} AR weights + KV cache + 2 GiB = "
+            f"{check['ar_bound'] / 2**30:.1f} GiB",
+            highlight=False,
+        )
+    rec = summary["recommended"]
+    gib = summary["gpu_memory"] / 2**30
+    if rec is None:
+        stdout.print(f"no measured strategy fits {gib:.0f} GiB")
+    else:
+        stdout.print(f"fastest that fits {gib:.0f} GiB: {rec['row']} -> cosmos-cli generate {_flags(rec['policy'])}")

@@ -1,0 +1,264 @@
+"""The whole pipeline with random weights at the released shapes (``--load-format dummy``), for profiling
+memory and time on a GPU machine that has no checkpoints.
+
+Each stand-in stage is the real stage class with only ``load`` replaced: the network is built directly on
+the device at the real shape with random weights (a 7B model initialises in about a second on a GPU), so
+its memory, its compute, its moves between host and GPU and the pipeline code around it are the real ones.
+``disk`` placement rebuilds the network instead of reading a file, so its load times are not disk times.
+
+Two parts cannot be rebuilt because NVIDIA ships them only as TorchScript: the DV8x16x16 tokenizer and
+the CV8x8x8 decoder inside the diffusion decoder. They are the tiny hand-made networks of
+``cosmos_cli.tiny`` (resolution-independent), so their weights and activations are missing from the
+measurements; :mod:`cosmos_cli.pipeline.plan` adds NVIDIA's 0.2 GB for them. The text guardrail's LLM is
+LlamaGuard-7b's shape without the ~30 MB LoRA adapter, fed a moderation prompt of the real length in tokens
+and made to produce two tokens (LlamaGuard's ``safe`` + ``</s>``); the video guardrail's classifier and
+face detector are biased to "safe" and "no face", so every sample completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cosmos_cli.checkpoints import CV_TOKENIZER_DIR, DV_TOKENIZER_DIR, GUARDRAIL_DIR, CheckpointLayout
+from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
+from cosmos_cli.pipeline.plan import T5_11B
+from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
+from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
+from cosmos_cli.stages.text_encoder import TextEncoderStage, quiet_transformers
+
+
+@dataclass(frozen=True)
+class StandInSizes:
+    """Network sizes of the stand-ins: :func:`released_sizes` or, for CPU tests, :func:`tiny_sizes`."""
+
+    t5: dict
+    llama: dict
+    siglip: dict
+    guard_prompt_tokens: int
+    dd: object | None = None  # DiTConfig; None: the 7B preset
+    extra: dict = field(default_factory=dict)
+
+
+def released_sizes() -> StandInSizes:
+    from cosmos_cli.pipeline.plan import GUARD_PROMPT_TOKENS
+    from cosmos_cli.tiny.guardrail import REAL
+
+    return StandInSizes(dict(T5_11B), dict(REAL.llama), dict(REAL.siglip_vision), GUARD_PROMPT_TOKENS)
+
+
+def tiny_sizes(args) -> StandInSizes:
+    """Stand-ins that fit a tiny AR model (T5 width = its context width, DD vocabulary = its vocabulary)."""
+    from cosmos_cli.tiny.diffusion_decoder import tiny_dd_config
+    from cosmos_cli.tiny.guardrail import TINY
+
+    t5 = dict(d_model=args.context_dim, d_ff=2 * args.context_dim, num_layers=2, num_heads=4, d_kv=16,
+              vocab_size=256, feed_forward_proj="relu")  # fmt: skip
+    llama = dict(TINY.llama, vocab_size=64)
+    dd = tiny_dd_config(args.video_vocab_size, args.context_dim)
+    return StandInSizes(t5, llama, dict(TINY.siglip_vision), guard_prompt_tokens=32, dd=dd)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Build a large model directly in bf16 (a 7B model in fp32 would need 27 GB just to be created)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_on(device: torch.device, dtype: torch.dtype, build):
+    """``build()`` with parameters created and initialised on ``device`` in ``dtype``, in eval mode."""
+    with torch.device(device), default_dtype(dtype), quiet_transformers():
+        module = build()
+    return module.eval().requires_grad_(False)
+
+
+# ---- stages ------------------------------------------------------------------------------------
+class StandInTextEncoder(TextEncoderStage):
+    """T5 encoder of the configured shape (T5-11B's by default) with Hugging Face's random init."""
+
+    def __init__(self, config: dict, *, dtype: torch.dtype):
+        super().__init__(Path("t5-standin"), dtype=dtype)
+        self.config = config
+
+    def load(self, device: torch.device) -> None:
+        if self.loaded:
+            self.to(device)
+            return
+        from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+        from cosmos_cli.tiny.t5 import build_tiny_t5_tokenizer
+
+        device = torch.device(device)
+        self._model = build_on(device, self.dtype, lambda: T5EncoderModel(T5Config(**self.config)))
+        # Prompts are padded to 512 tokens, so the work does not depend on the vocabulary.
+        self._tokenizer = T5TokenizerFast(tokenizer_object=build_tiny_t5_tokenizer())
+        self.device = device
+
+
+class _StandInAegis:
+    """LlamaGuard's shape; ``is_safe`` runs a real-length prompt through prefill plus one decode step."""
+
+    def __init__(self, model: torch.nn.Module, prompt_tokens: int):
+        self.model = model
+        self.prompt_tokens = prompt_tokens
+
+    @torch.inference_mode()
+    def is_safe(self, prompt: str) -> tuple[bool, str]:
+        device = next(self.model.parameters()).device
+        n = self.prompt_tokens + len(prompt) // 4  # ~4 characters per SentencePiece token
+        ids = torch.arange(3, 3 + n, device=device)[None] % self.model.config.vocab_size
+        with quiet_transformers():
+            self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2,
+                                min_new_tokens=2, do_sample=False, pad_token_id=0)  # fmt: skip
+        return True, ""
+
+
+class StandInTextGuardrail(TextGuardrailStage):
+    def __init__(self, guardrail_dir: Path, mode: str, sizes: StandInSizes):
+        super().__init__(guardrail_dir, mode)
+        self.sizes = sizes
+
+    def load(self, device: torch.device) -> None:
+        if self._blocklist is None:
+            from cosmos_cli.guardrail.blocklist import Blocklist
+
+            self._blocklist = Blocklist(self.layout.blocklist_dir)
+        if self.mode == "full" and self._aegis is None:
+            from transformers import LlamaConfig, LlamaForCausalLM
+
+            config = LlamaConfig(**self.sizes.llama, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+            model = build_on(torch.device(device), torch.bfloat16, lambda: LlamaForCausalLM(config))
+            self._aegis = _StandInAegis(model, self.sizes.guard_prompt_tokens)
+
+
+class StandInVideoGuardrail(VideoGuardrailStage):
+    def __init__(self, guardrail_dir: Path, mode: str, sizes: StandInSizes):
+        super().__init__(guardrail_dir, mode)
+        self.sizes = sizes
+
+    def load(self, device: torch.device) -> None:
+        if not self.active or self._content is not None:
+            return
+        from transformers import SiglipVisionConfig, SiglipVisionModel
+
+        from cosmos_cli.guardrail.face_blur import FaceBlurFilter
+        from cosmos_cli.guardrail.retinaface import RetinaFace
+        from cosmos_cli.guardrail.video_filter import VideoContentFilter, VideoSafetyModel, _image_processor_class
+
+        device = torch.device(device)
+        config = SiglipVisionConfig(**self.sizes.siglip)
+        encoder = build_on(device, torch.float32, lambda: SiglipVisionModel(config))
+        classifier = build_on(device, torch.float32, lambda: VideoSafetyModel(config.hidden_size))
+        last = classifier.network.layers[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias[0] = 10.0  # class 0: safe
+        side = config.image_size
+        processor = _image_processor_class()(
+            do_resize=True, size={"height": side, "width": side}, resample=3, do_rescale=True,
+            rescale_factor=1 / 255, do_normalize=True, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        )  # fmt: skip
+        net = build_on(device, torch.float32, RetinaFace)
+        for head in net.ClassHead:  # every anchor is background: no face to pixelate
+            head.conv1x1.weight.zero_()
+            head.conv1x1.bias.copy_(torch.tensor([10.0, -10.0], device=device).repeat(2))
+        self._content = VideoContentFilter(encoder, processor, classifier)
+        self._faces = FaceBlurFilter(net)
+
+
+class StandInDiffusionDecoder(DiffusionDecoderStage):
+    """The DiT at the configured shape with random weights; the CV8x8x8 decoder is the tiny stand-in."""
+
+    def __init__(self, layout: CheckpointLayout, config, **kwargs):
+        super().__init__(layout, **kwargs)
+        self.config = config
+
+    def architecture(self):
+        return self.config
+
+    def load(self, device: torch.device) -> None:
+        device = torch.device(device)
+        if self.loaded:
+            self.to(device)
+            return
+        from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
+        from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, compile_blocks, init_random_
+
+        with torch.device("meta"):
+            net = DiffusionDecoderDiT(self.config)
+        net = net.to(dtype=self.dtype).to_empty(device=device).eval().requires_grad_(False)
+        init_random_(net, torch.Generator(device=device).manual_seed(0))
+        if self.compile:
+            compile_blocks(net)
+        self._cv = CVDecoder.load(self.layout.cv_dir, device, self.dtype, self.settings.sigma_data)
+        self._net = net
+        self.device = device
+
+
+# ---- the pipeline ------------------------------------------------------------------------------
+def write_standin_files(root: Path, levels) -> Path:
+    """The small files the stand-ins read: tiny DV and CV tokenizers, the guardrail's word lists."""
+    from cosmos_cli.tiny.diffusion_decoder import write_tiny_cv_tokenizer
+    from cosmos_cli.tiny.guardrail import write_blocklist
+    from cosmos_cli.tiny.video_tokenizer import write_tiny_dv_tokenizer
+
+    root = Path(root)
+    if not (root / DV_TOKENIZER_DIR / "decoder.jit").exists():
+        write_tiny_dv_tokenizer(root, levels=levels)
+    if not (root / CV_TOKENIZER_DIR / "mean_std.pt").exists():
+        write_tiny_cv_tokenizer(root)
+    blocklist = root / GUARDRAIL_DIR / "blocklist"
+    if not blocklist.exists():
+        write_blocklist(blocklist)
+    return root
+
+
+class StandInPipeline(VideoPipeline):
+    """:class:`VideoPipeline` whose stages are stand-ins at the real shapes (the AR model: ``dummy`` load).
+
+    ``standin_dir`` receives the few small files the stand-ins read; ``config.checkpoint_dir`` only needs
+    to name the AR model (the folder name selects the preset, or a ``cosmos_arch.json`` there a shape).
+    """
+
+    def __init__(self, config: PipelineConfig, standin_dir: Path, sizes: StandInSizes | None = None):
+        self.standin_dir = Path(standin_dir)
+        self.sizes = sizes
+        config.load_format = "dummy"
+        super().__init__(config)
+
+    def _build_other_stages(self, on_gpu: bool) -> None:
+        from cosmos_cli.models.config import PRESETS
+        from cosmos_cli.models.diffusion_decoder.config import DD_7B
+        from cosmos_cli.stages.video_tokenizer import VideoTokenizerStage
+
+        cfg, args = self.config, self.args
+        if self.sizes is None:
+            released = any(p.name == args.name for p in PRESETS.values())
+            self.sizes = released_sizes() if released else tiny_sizes(args)
+        root = write_standin_files(self.standin_dir, args.fsq_levels)
+        files = CheckpointLayout(root, cfg.ar_model_dir)
+        self.tokenizer = VideoTokenizerStage(files.dv_encoder, files.dv_decoder, levels=args.fsq_levels,
+                                             dtype=self.dtype)  # fmt: skip
+        self.text_encoder = None
+        if args.cross_attn_every_k_layers:
+            t5_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, None: self.dtype}[cfg.text_encoder_dtype]
+            self.text_encoder = StandInTextEncoder(self.sizes.t5, dtype=t5_dtype)
+        self.diffusion_decoder = None
+        if cfg.diffusion_decoder is not False:
+            self.diffusion_decoder = StandInDiffusionDecoder(
+                files, self.sizes.dd or DD_7B, dtype=self.dtype, compile=cfg.compile and on_gpu
+            )
+        self.text_guardrail = self.video_guardrail = None
+        if cfg.guardrail != "off":
+            if self.text_encoder is not None:
+                self.text_guardrail = StandInTextGuardrail(files.guardrail_dir, cfg.guardrail, self.sizes)
+            self.video_guardrail = StandInVideoGuardrail(files.guardrail_dir, cfg.guardrail, self.sizes)
