@@ -213,6 +213,25 @@ def test_cancelled_job_never_produces_a_video(client, server):
     assert not (server.jobs_dir / "results" / job_id).exists()
 
 
+def test_cancelling_a_running_job_stops_it_without_output(client, server):
+    clip = shared_path("data", "clips", "input.mp4")
+    for _ in range(3):  # a tiny job runs ~1 s: polling every 10 ms catches it running at the first try
+        job_id = submit(client, clip).json()["id"]
+        while (status := client.get(f"/v1/generations/{job_id}").json()["status"]) == "queued":
+            time.sleep(0.01)
+        if status == "running":
+            break
+    else:
+        pytest.fail("never caught a job running")
+    cancelled = client.delete(f"/v1/generations/{job_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    wait(client, submit(client, clip).json()["id"])  # the worker has finished with it
+    assert client.get(f"/v1/generations/{job_id}").json()["status"] == "cancelled"
+    assert client.get(f"/v1/generations/{job_id}/video").status_code == 404
+    assert not (server.jobs_dir / "results" / job_id).exists()
+    assert f"job {job_id} cancelled while running" in server.log_tail(10_000)
+
+
 def test_load_script_reports_throughput(server, monkeypatch, capsys):
     monkeypatch.setenv("COSMOS_API_KEY", KEY)
     clip = shared_path("data", "clips", "input.jpg")
@@ -295,7 +314,7 @@ def test_list_gives_the_most_recent_jobs_in_submission_order(tmp_path):
         store.add(
             name, JobParams(prompt="p", disable_diffusion_decoder=name == "b"), tmp_path / "uploads" / f"{name}.mp4"
         )
-    assert [j.id for j in store.list(limit=2)] == ["b", "c"]
+    assert [j.id for j in store.recent(limit=2)] == ["b", "c"]
     assert [j.id for j in store.claim(3)] == ["a", "c"]  # one batch decodes one way; b waits for the next
-    assert [j.id for j in store.list("queued")] == ["b"]
+    assert [j.id for j in store.recent("queued")] == ["b"]
     store.close()

@@ -233,7 +233,7 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
         limit: int = Query(100, ge=1, le=1000),
     ) -> GenerationList:
         """The most recent jobs (up to ``limit``), in the order they were submitted."""
-        return GenerationList(generations=[_generation(job) for job in store.list(status, limit)])
+        return GenerationList(generations=[_generation(job) for job in store.recent(status, limit)])
 
     @app.get("/v1/generations/{job_id}", response_model=Generation, dependencies=auth, tags=["generations"],
              responses=_ERRORS)  # fmt: skip

@@ -224,7 +224,7 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
-    def list(self, status: str | None = None, limit: int = 100) -> list[Job]:
+    def recent(self, status: str | None = None, limit: int = 100) -> list[Job]:
         """The ``limit`` most recent jobs (optionally only those with one status), oldest first: the queue
         reads in the order it runs, and a long-lived server still lists what is current."""
         where, args = ("WHERE status = ?", [status]) if status is not None else ("", [])

@@ -127,7 +127,7 @@ class GenerationWorker:
             self.log.info("job %s %s in %.1f s%s", job_id, status, seconds, f": {error[1]}" if error else "")
         else:  # cancelled meanwhile: its output must not appear
             shutil.rmtree(self.store.dirs.result_dir(job_id), ignore_errors=True)
-            self.log.info("job %s cancelled", job_id)
+            self.log.info("job %s cancelled while running; nothing of it is kept", job_id)
 
     @contextlib.contextmanager
     def _decoder(self, disable_diffusion_decoder: bool) -> Iterator[None]:
