@@ -317,11 +317,13 @@ class SpeculativeGenerator:
         return self._compiled
 
     def _buffers_key(self) -> tuple:
-        """Addresses a captured graph depends on besides our state: the KV cache and context K/V."""
-        layer = self.model.layers[0]
-        cache = layer.attention.kv_cache
-        ctx = layer.context_k
-        return (cache.k.data_ptr(), ctx.data_ptr() if ctx is not None else 0)
+        """Addresses a captured graph depends on besides our state: every KV cache and context K/V."""
+        tensors = []
+        for layer in self.model.layers:
+            cache = layer.attention.kv_cache
+            tensors += [cache.k, cache.v] if cache is not None else []
+            tensors += [t for t in (layer.context_k, layer.context_v) if t is not None]
+        return tuple((t.data_ptr(), tuple(t.shape)) for t in tensors)
 
     def _replay_fn(self, params: SamplingParams, length: int) -> Callable[[], None]:
         """The iteration as a zero-argument callable: a CUDA graph replay, or a plain call."""
