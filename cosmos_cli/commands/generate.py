@@ -106,6 +106,13 @@ def command(
     offload_ar_model: OffloadArModelOpt = False,
     offload_diffusion_decoder: OffloadDiffusionDecoderOpt = False,
     placement: PlacementOpt = None,
+    gpu_memory_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--gpu-memory-budget",
+            help="GiB of GPU memory to fit: offload the stages whose moves cost least (explicit flags stay).",
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Samples decoded together; 0 = from free memory.")
     ] = 0,
@@ -239,6 +246,8 @@ def _run(opts: dict, samples: list, ctx) -> None:
     if batch_size <= 0:
         weights = pipeline.args.num_params() * (2 if pipeline.device.type == "cuda" else 4) // tp_size
         config.batch_size = auto_batch_size(pipeline.args, max(len(samples), 1), pipeline.device, weights)
+    if opts["gpu_memory_budget"] is not None:
+        _fit_gpu_memory_budget(pipeline, opts["gpu_memory_budget"], placements, adjust_batch=batch_size <= 0)
     where = f"{ctx.dims.world} processes (TP {tp_size} x DP {ctx.dims.dp})" if ctx is not None else str(pipeline.device)
     info(
         f"[bold]{pipeline.args.name}[/bold] on {where}, {len(all_samples)} sample(s), batch {config.batch_size}, "
@@ -283,6 +292,20 @@ def _report(results, n_samples: int, ctx, stdout, warn) -> None:
     if n_samples == 1:
         raise CosmosError(first.error or "generation failed", exit_code=first.exit_code or 1)
     raise typer.Exit(first.exit_code or 1)
+
+
+def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], adjust_batch: bool) -> None:
+    """``--gpu-memory-budget``: the plan's fastest placement that fits (``docs/offload.md``)."""
+    from cosmos_cli.console import info
+    from cosmos_cli.pipeline.plan import GIB, describe, fit_budget
+
+    if budget_gib <= 0:
+        raise BadInput(f"--gpu-memory-budget must be positive, got {budget_gib}", "give GiB, e.g. 24")
+    chosen = fit_budget(pipeline, budget_gib, fixed=fixed, adjust_batch=adjust_batch)
+    info(
+        f"placement for {budget_gib:g} GiB: {describe(chosen.policy) or 'every stage on the GPU'} "
+        f"(estimated peak {chosen.peak / GIB:.1f} GiB, batch {pipeline.config.batch_size})"
+    )
 
 
 def _placements(offload: OffloadAll, placement: list[str] | None, flags: dict) -> dict[str, str]:

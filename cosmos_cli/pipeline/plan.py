@@ -536,3 +536,38 @@ def describe(policy: dict[str, str]) -> str:
 
 def ordered(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: STAGE_NAMES.index(n) if n in STAGE_NAMES else len(STAGE_NAMES))
+
+
+# ---- generate --gpu-memory-budget ----------------------------------------------------------------
+def pipeline_shape(pipeline, batch_size: int) -> PipelineShape:
+    """The plan's view of a built :class:`~cosmos_cli.pipeline.pipeline.VideoPipeline` (nothing loaded)."""
+    config = pipeline.config
+    t5 = pipeline.text_encoder
+    return shape_from_checkpoints(
+        Path(config.checkpoint_dir),
+        config.ar_model_dir,
+        batch_size=batch_size,
+        guardrail=config.guardrail,
+        diffusion_decoder=pipeline.diffusion_decoder is not None,
+        text_encoder_dtype="fp32" if t5 is not None and t5.dtype == torch.float32 else "bf16",
+    )
+
+
+def fit_budget(pipeline, budget_gib: float, *, fixed: dict[str, str], adjust_batch: bool) -> Estimate:
+    """Choose and apply the fastest placement that fits ``budget_gib`` (``fixed``: the user's explicit
+    placements stay). With ``adjust_batch`` the batch shrinks until one fits (its KV cache is the part that
+    grows with it). Raises :class:`NotEnoughMemory` when nothing fits at batch 1."""
+    batch = max(pipeline.config.batch_size, 1)
+    while True:
+        sizes = stage_sizes(pipeline_shape(pipeline, batch))
+        try:
+            best = choose_placements(sizes, budget_gib * GIB, fixed=fixed)
+            break
+        except NotEnoughMemory:
+            if not adjust_batch or batch == 1:
+                raise
+            batch = max(batch // 2, 1)
+    pipeline.config.batch_size = batch
+    pipeline.config.placements = dict(best.policy)
+    pipeline.placements.policy.update(best.policy)
+    return best
