@@ -22,7 +22,7 @@ from cosmos_cli.decode.speculative import (
     STREAM_ACCEPT,
     STREAM_RESIDUAL,
     SpeculativeGenerator,
-    maximal_coupling,
+    residual_sample,
     target_probs,
 )
 from cosmos_cli.models.ar.weights import build_model
@@ -156,8 +156,7 @@ class UnwarpedRatio(SpeculativeGenerator):
         u, race = self._noise(targets)
         index = s.draft[..., None]
         kept = u * s.q.gather(-1, index)[..., 0] < unwarped.gather(-1, index)[..., 0]
-        _, replacement = maximal_coupling(s.draft, s.q, p, torch.ones_like(u), race)
-        return p, kept, torch.where(kept, s.draft, replacement)
+        return p, kept, torch.where(kept, s.draft, residual_sample(p, s.q, race))
 
 
 class MislabelledPreviousFrame(PreviousFrameDraft):

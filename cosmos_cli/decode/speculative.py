@@ -65,13 +65,15 @@ def maximal_coupling(
     ``1 - TV(p, q)``, the most any coupling allows.
     """
     index = draft[..., None]
-    p_d = p.gather(-1, index)[..., 0]
-    q_d = q.gather(-1, index)[..., 0]
-    kept = u * q_d < p_d
+    kept = u * q.gather(-1, index)[..., 0] < p.gather(-1, index)[..., 0]
+    return kept, torch.where(kept, draft, residual_sample(p, q, race))
+
+
+def residual_sample(p: torch.Tensor, q: torch.Tensor, race: torch.Tensor) -> torch.Tensor:
+    """A sample of ``max(0, p - q)`` (renormalised) per row, by the exponential race; ``p`` if that is ~0."""
     residual = (p - q).clamp_min(0.0)
     residual = torch.where(residual.sum(-1, keepdim=True) > RESIDUAL_EPS, residual, p)
-    replacement = (residual / race).argmax(-1)
-    return kept, torch.where(kept, draft, replacement)
+    return (residual / race).argmax(-1)
 
 
 # ---- target distributions ------------------------------------------------------------------------------
