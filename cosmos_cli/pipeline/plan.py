@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,7 +130,9 @@ def torchscript_bytes(paths: Iterable[Path], dtype_bytes: int) -> Footprint:
     """Parameters and floating buffers of TorchScript files, as the stages cast them."""
     total = Footprint()
     for path in paths:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # NVIDIA ships TorchScript; torch 2.10+ calls it deprecated
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
         total += _footprint(itertools.chain(module.parameters(), module.buffers()), dtype_bytes)
     return total
 

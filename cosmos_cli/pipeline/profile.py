@@ -97,6 +97,8 @@ class ProfileOptions:
     workdir: Path | None = None
     policies: dict[str, dict[str, str]] = field(default_factory=dict)
     """Strategy name -> placement policy (``auto`` included, resolved by the caller)."""
+    offload: bool | None = None
+    """Apply placements (None: on CUDA only). Tests set True to run the moves on a CPU-only machine."""
 
 
 def make_clip(path: Path, height: int, width: int, frames: int = 9) -> Path:
@@ -183,6 +185,8 @@ def run_row(spec: RowSpec, opts: ProfileOptions, workdir: Path, clip: Path) -> d
         row["allocated_at_start"] = torch.cuda.memory_allocated() if cuda else 0
         pipeline = build_pipeline(spec, opts, workdir)
         placements = pipeline.placements
+        if opts.offload is not None:
+            placements.offload = opts.offload
         row["policy"] = {s.name: placements.placement(s) for s in pipeline.stages()}
         meter = _ARMeter(pipeline.ar, opts.ar_tokens)
         if opts.dd_steps is not None and pipeline.diffusion_decoder is not None:
