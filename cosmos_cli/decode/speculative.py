@@ -265,7 +265,7 @@ class SpeculativeGenerator:
     def _iterate(self, params: SamplingParams, length: int) -> None:
         """One verify pass on the static state; ``length`` is the final sequence length L."""
         s = self.state
-        batch, window = s.draft.shape
+        window = s.draft.shape[1]
         slots = torch.arange(window, device=s.n.device)
         n = s.n
         active = n < length
