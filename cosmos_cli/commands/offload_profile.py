@@ -108,13 +108,20 @@ def command(
         report = _plan_report(sizes, base, budget, host)
         _print_plan(report)
     else:
-        report = _measure(locals(), sizes, base, budget, host)
-    if json_path is not None:
-        from cosmos_cli.io.atomic import atomic_path
+        report = _measure(locals(), sizes, base, budget, host, lambda partial: _write_json(json_path, partial))
+    _write_json(json_path, report)
 
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(json_path, overwrite=True) as tmp:
-            Path(tmp).write_text(json.dumps(report, indent=1, default=str))
+
+def _write_json(path: Path | None, report: dict) -> None:
+    """Atomically (re)write the report; the measured run rewrites it after every row, so a run cut short
+    still leaves the rows it finished (``"partial": true``)."""
+    if path is None:
+        return
+    from cosmos_cli.io.atomic import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(report, indent=1, default=str))
 
 
 # ---- --plan ------------------------------------------------------------------------------------
@@ -224,7 +231,7 @@ def _flags(policy: dict) -> str:
 
 
 # ---- measured ----------------------------------------------------------------------------------
-def _measure(params: dict, sizes, base, budget: float, host: float | None) -> dict:
+def _measure(params: dict, sizes, base, budget: float, host: float | None, save) -> dict:
     from cosmos_cli.console import info
     from cosmos_cli.pipeline import plan as planning
     from cosmos_cli.pipeline import profile as prof
@@ -256,25 +263,29 @@ def _measure(params: dict, sizes, base, budget: float, host: float | None) -> di
         ar = next(s for s in row_sizes if s.name == "ar_model")
         ar_bounds[spec.name] = ar.weights + args.kv_cache_bytes(spec.batch) + 2 * planning.GIB
     info(f"offload-profile: {len(specs)} rows on {device['device']} ({params['load_format']} weights)")
-    results = prof.profile(specs, opts, on_row=lambda r: info(_row_line(r)))
     nvidia = planning.published(args)
-    for row in results:
-        est = estimates[row["row"]]
-        row["plan_peak"] = est.peak
-        row["plan_peak_stage"] = est.peak_stage
-        row["nvidia"] = nvidia.get(row["row"])
-    summary = prof.summarize(results, budget, device["context_bytes"], ar_bounds)
     report = {
         "kind": "measured",
+        "partial": True,
         "model": args.name,
         "load_format": params["load_format"],
         "ar_tokens": params["ar_tokens"],
         "dd_steps": params["dd_steps"],
         **device,
         "stages_plan": [s.as_dict() for s in sizes],
-        "rows": results,
-        "summary": summary,
+        "rows": [],
     }
+
+    def on_row(row: dict) -> None:
+        est = estimates[row["row"]]
+        row.update(plan_peak=est.peak, plan_peak_stage=est.peak_stage, nvidia=nvidia.get(row["row"]))
+        report["rows"].append(row)
+        info(_row_line(row))
+        save(report)
+
+    prof.profile(specs, opts, on_row=on_row)
+    report["summary"] = prof.summarize(report["rows"], budget, device["context_bytes"], ar_bounds)
+    report["partial"] = False
     _print_measured(report)
     return report
 
@@ -338,9 +349,11 @@ def _print_measured(report: dict) -> None:
             f"{check['ar_bound'] / 2**30:.1f} GiB",
             highlight=False,
         )
+    for card, row in summary["by_card"].items():
+        stdout.print(f"{card}: {row or 'nothing measured fits'}", highlight=False)
     rec = summary["recommended"]
-    gib = summary["gpu_memory"] / 2**30
+    budget = "this machine" if summary["gpu_memory"] == float("inf") else f"{summary['gpu_memory'] / GIB:.0f} GiB"
     if rec is None:
-        stdout.print(f"no measured strategy fits {gib:.0f} GiB")
+        stdout.print(f"no measured strategy fits {budget}")
     else:
-        stdout.print(f"fastest that fits {gib:.0f} GiB: {rec['row']} -> cosmos-cli generate {_flags(rec['policy'])}")
+        stdout.print(f"fastest that fits {budget}: {rec['row']} -> cosmos-cli generate {_flags(rec['policy'])}")

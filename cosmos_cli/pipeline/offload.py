@@ -254,6 +254,7 @@ class Placements:
                     cache[key] = (copy, None)
                 param.data = copy
         stage.to(torch.device("cpu"))
+        self._sync()  # stage.to copies buffers asynchronously
         for module in stage.modules():
             pin_module(module)  # buffers that stage.to left in ordinary memory
         self._parked.add(stage.name)

@@ -40,10 +40,17 @@ PROMPT = (
 )
 DEFAULT_ROWS = (
     "none", "guardrails", "guardrails+t5", "guardrails+t5+dd", "all-but-ar", "all",
-    "all/no-dd", "all/no-dd/blocklist", "none/fp32-t5", "none/b4/warm", "all-but-ar/b4/warm",
+    "none/b4/warm", "all-but-ar/b4/warm", "all/no-dd", "all/no-dd/blocklist", "none/fp32-t5",
 )  # fmt: skip
-"""NVIDIA's six rows, full offload without the diffusion decoder (and without the guardrail models), the
-reference's fp32 T5, and the batch-of-4 comparison of no offload against everything but the AR model."""
+"""NVIDIA's six rows, the batch-of-4 comparison of no offload against everything but the AR model, full
+offload without the diffusion decoder (and without the guardrail models), the reference's fp32 T5."""
+CARDS = {
+    "RTX 4090 (24 GB)": 24564 * 2**20,
+    "A100 (40 GB)": 40960 * 2**20,
+    "A40 / L40S (48 GB)": 46068 * 2**20,
+    "H100 (80 GB)": 81559 * 2**20,
+}
+"""What ``torch.cuda.mem_get_info`` reports as total memory on these cards."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +205,8 @@ def run_row(spec: RowSpec, opts: ProfileOptions, workdir: Path, clip: Path) -> d
         _sync(cuda)
         row["setup_s"] = time.perf_counter() - start
         row["resident_after_setup"] = torch.cuda.memory_allocated() if cuda else 0
+        row["setup_loads"] = {name: rec.loads for name, rec in placements.records.items()}
+        placements.reset_records()
         samples = [Sample(f"s{i}", PROMPT, clip, seed=i) for i in range(spec.batch)]
         warm_peak = 0
         if spec.warm:
@@ -347,9 +356,13 @@ def summarize(results: list[dict], gpu_memory: float, context_bytes: int, ar_bou
     summary: dict = {
         "gpu_memory": gpu_memory,
         "recommended": None if best is None else {"row": best["row"], "policy": best["policy"]},
+        "by_card": {},
         "comparisons": [],
         "full_offload": [],
     }
+    for card, memory in CARDS.items():
+        fits = [r for r in plain if r["peak_reserved"] + context_bytes <= memory]
+        summary["by_card"][card] = min(fits, key=lambda r: r["full_length_s"])["row"] if fits else None
     by_name = {r["row"]: r for r in ok}
     for row in ok:
         if row["strategy"] == "none" or "/" not in row["row"]:
