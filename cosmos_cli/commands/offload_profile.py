@@ -31,16 +31,6 @@ from cosmos_cli.commands.options import (
 )
 from cosmos_cli.errors import BadInput
 
-GIB = 2**30
-SHORT = {
-    "text_guardrail": "guard",
-    "text_encoder": "T5",
-    "video_tokenizer": "tok",
-    "ar_model": "AR",
-    "diffusion_decoder": "DD",
-    "video_guardrail": "vguard",
-}
-
 
 def command(
     plan: Annotated[bool, typer.Option("--plan", help="Estimate from model sizes only (no GPU needed).")] = False,
@@ -61,7 +51,10 @@ def command(
     dd_steps: Annotated[
         int | None, typer.Option("--dd-steps", help="Diffusion steps per row (default 15).", min=1)
     ] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    markdown_path: Annotated[
+        Path | None, typer.Option("--markdown", help="Also write the table as Markdown here (for docs).")
+    ] = None,
     checkpoint_dir: CheckpointDirOpt = DEFAULT_CHECKPOINT,
     ar_model_dir: ArModelDirOpt = DEFAULT_AR_MODEL_DIR,
     load_format: LoadFormatOpt = "auto",
@@ -104,24 +97,33 @@ def command(
         text_encoder_dtype=text_encoder_dtype,
     )
     sizes = planning.stage_sizes(base)
+    from cosmos_cli.pipeline.profile_view import measured_view, plan_view
+
     if plan:
         report = _plan_report(sizes, base, budget, host)
-        _print_plan(report)
+        view = plan_view(report)
     else:
         report = _measure(locals(), sizes, base, budget, host, lambda partial: _write_json(json_path, partial))
+        view = measured_view(report)
+    view.show()
     _write_json(json_path, report)
+    if markdown_path is not None:
+        _write_text(markdown_path, view.markdown())
 
 
 def _write_json(path: Path | None, report: dict) -> None:
     """Atomically (re)write the report; the measured run rewrites it after every row, so a run cut short
     still leaves the rows it finished (``"partial": true``)."""
-    if path is None:
-        return
+    if path is not None:
+        _write_text(path, json.dumps(report, indent=1, default=str))
+
+
+def _write_text(path: Path, text: str) -> None:
     from cosmos_cli.io.atomic import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, overwrite=True) as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=1, default=str))
+        Path(tmp).write_text(text)
 
 
 # ---- --plan ------------------------------------------------------------------------------------
@@ -151,65 +153,6 @@ def _plan_report(sizes, shape, budget: float, host: float | None) -> dict:
         if best is None
         else {"policy": best.estimate.policy, "flags": _flags(best.estimate.policy)},
     }
-
-
-def _print_plan(report: dict) -> None:
-    from rich.table import Table
-
-    from cosmos_cli.console import stdout
-
-    gib, host = report["gpu_memory_gib"], report["host_memory_gib"]
-    table = Table(
-        title=f"ESTIMATE, no GPU run: {report['model']}, batch {report['batch_size']}, {gib:.0f} GiB GPU, "
-        f"{host:.0f} GiB free host RAM",
-        caption="GiB; peak: most bytes allocated at once; needs: peak x1.1 + 0.75 GiB CUDA context; "
-        "s: bring-in time per batch at an assumed 20 GB/s (disk 2 GB/s); host: pinned copies of the cpu stages",
-    )
-    for name in ("strategy", "offloaded", "peak", "needs", "fits GPU", "host", "fits host", "moved", "s",
-                 "NVIDIA"):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("strategy", "offloaded", "NVIDIA") else "right")
-    for row in report["rows"]:
-        host_ok = row["host_gib"] <= 0.9 * host
-        table.add_row(
-            row["strategy"],
-            _offloaded(row["policy"]),
-            f"{row['peak_gib']:.1f}",
-            f"{row['needs_gib']:.1f}",
-            "yes" if row["fits"] else "[red]no[/red]",
-            f"{row['host_gib']:.1f}",
-            "yes" if host_ok else "[red]no[/red]",
-            f"{row['moved_gib_per_batch']:.1f}",
-            f"{row['bring_in_s_per_batch']:.1f}",
-            row["nvidia"] or "-",
-        )
-    _print_wide(table)
-    stages = ", ".join(f"{SHORT[s['name']]} {s['weights'] / GIB:.1f}+{s['work'] / GIB:.1f}" for s in report["stages"])
-    stdout.print(f"stage weights + work (GiB): {stages}", highlight=False)
-    rec = report["recommended"]
-    if rec is None:
-        stdout.print("[red]no placement fits this GPU memory[/red]")
-    else:
-        stdout.print(f"fastest placement that fits: cosmos-cli generate {rec['flags']}", highlight=False)
-
-
-def _print_wide(table) -> None:
-    """Tables keep their columns when stdout is a file or a pipe (rich would squeeze them into 80)."""
-    from rich.console import Console
-
-    from cosmos_cli.console import stdout
-
-    if stdout.is_terminal or stdout.quiet:
-        stdout.print(table)
-    else:
-        Console(file=stdout.file, width=180, no_color=True).print(table)
-
-
-def _offloaded(policy: dict) -> str:
-    """Short list of the stages off the GPU: ``guard,T5,DD(disk)``; ``all`` / ``-`` for all / none."""
-    if policy and all(v == "cpu" for v in policy.values()):
-        return "all"
-    off = [SHORT.get(k, k) + ("(disk)" if v == "disk" else "") for k, v in policy.items() if v != "gpu"]
-    return ",".join(off) or "-"
 
 
 def _flags(policy: dict) -> str:
@@ -286,7 +229,6 @@ def _measure(params: dict, sizes, base, budget: float, host: float | None, save)
     prof.profile(specs, opts, on_row=on_row)
     report["summary"] = prof.summarize(report["rows"], budget, device["context_bytes"], ar_bounds)
     report["partial"] = False
-    _print_measured(report)
     return report
 
 
@@ -297,63 +239,3 @@ def _row_line(row: dict) -> str:
         f"  {row['row']}: peak {row['peak_allocated'] / 2**30:.1f} GiB allocated, "
         f"{row['peak_reserved'] / 2**30:.1f} reserved, {row['total_s']:.1f} s"
     )
-
-
-def _print_measured(report: dict) -> None:
-    from rich.table import Table
-
-    from cosmos_cli.console import stdout
-    from cosmos_cli.pipeline.profile import stage_seconds
-
-    title = f"MEASURED: {report['model']} on {report['device']} ({report['load_format']} weights"
-    if report["ar_tokens"]:
-        title += f", {report['ar_tokens']} AR tokens"
-    if report["dd_steps"]:
-        title += f", {report['dd_steps']} DD steps"
-    table = Table(title=title + ")")
-    columns = ["row", "offloaded", "peak alloc GiB", "peak resv GiB", "plan GiB", *SHORT.values(), "setup s",
-               "total s", "full-length s", "NVIDIA"]  # fmt: skip
-    for name in columns:
-        table.add_column(name, justify="left" if name in ("row", "offloaded", "NVIDIA") else "right")
-    for row in report["rows"]:
-        if row["error"]:
-            table.add_row(row["row"], _offloaded(row["policy"]), f"[red]{row['error']}[/red]")
-            continue
-        seconds = stage_seconds(row)
-        table.add_row(
-            row["row"],
-            _offloaded(row["policy"]),
-            f"{row['peak_allocated'] / 2**30:.1f}",
-            f"{row['peak_reserved'] / 2**30:.1f}",
-            f"{row['plan_peak'] / 2**30:.1f}",
-            *[f"{seconds[name]:.1f}" if name in seconds else "-" for name in SHORT],
-            f"{row['setup_s']:.1f}",
-            f"{row['total_s']:.1f}",
-            f"{row['full_length_s']:.1f}",
-            row["nvidia"] or "-",
-        )
-    _print_wide(table)
-    summary = report["summary"]
-    for comp in summary["comparisons"]:
-        stdout.print(
-            f"{comp['row']} vs {comp['baseline']}: {comp['extra_s']:+.1f} s "
-            f"({100 * comp['extra_fraction']:+.1f}% of this run, "
-            f"{100 * comp['extra_fraction_full_length']:+.1f}% at full length, extrapolated)",
-            highlight=False,
-        )
-    for check in summary["full_offload"]:
-        verdict = "within" if check["ar_stage_within_bound"] else "[red]above[/red]"
-        stdout.print(
-            f"{check['row']}: peak {check['peak_allocated'] / 2**30:.1f} GiB in {check['peak_stage']}; AR stage "
-            f"{check['ar_stage_peak_allocated'] / 2**30:.1f} GiB, {verdict} AR weights + KV cache + 2 GiB = "
-            f"{check['ar_bound'] / 2**30:.1f} GiB",
-            highlight=False,
-        )
-    for card, row in summary["by_card"].items():
-        stdout.print(f"{card}: {row or 'nothing measured fits'}", highlight=False)
-    rec = summary["recommended"]
-    budget = "this machine" if summary["gpu_memory"] == float("inf") else f"{summary['gpu_memory'] / GIB:.0f} GiB"
-    if rec is None:
-        stdout.print(f"no measured strategy fits {budget}")
-    else:
-        stdout.print(f"fastest that fits {budget}: {rec['row']} -> cosmos-cli generate {_flags(rec['policy'])}")

@@ -300,10 +300,27 @@ def device_info(device: str | None) -> dict:
             device=torch.cuda.get_device_name(dev),
             gpu_memory=total,
             context_bytes=max(total - free - torch.cuda.memory_reserved(dev), 0),
+            h2d_gb_per_s=_h2d_rate(dev),
         )
     else:
         info.update(device=f"cpu ({platform.machine()})", gpu_memory=None, context_bytes=0)
     return info
+
+
+def _h2d_rate(device: torch.device, nbytes: int = GIB) -> float:
+    """Pinned host -> GPU copy rate, the rate every ``cpu`` bring-in runs at (the plan assumes 20 GB/s)."""
+    host = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+    target = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    target.copy_(host, non_blocking=True)  # first copy: driver warm-up
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(3):
+        target.copy_(host, non_blocking=True)
+    torch.cuda.synchronize(device)
+    rate = 3 * nbytes / (time.perf_counter() - start) / 1e9
+    del host, target
+    torch.cuda.empty_cache()
+    return rate
 
 
 def profile(rows: list[RowSpec], opts: ProfileOptions, on_row=None) -> list[dict]:
