@@ -51,6 +51,10 @@ def command(
     dd_steps: Annotated[
         int | None, typer.Option("--dd-steps", help="Diffusion steps per row (default 15).", min=1)
     ] = None,
+    warmup: Annotated[
+        bool,
+        typer.Option("--warmup/--no-warmup", help="One unreported full-offload row first (compiles); GPU only."),
+    ] = True,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     markdown_path: Annotated[
         Path | None, typer.Option("--markdown", help="Also write the table as Markdown here (for docs).")
@@ -197,6 +201,7 @@ def _measure(params: dict, sizes, base, budget: float, host: float | None, save)
         ar_tokens=params["ar_tokens"],
         dd_steps=params["dd_steps"],
         policies=policies,
+        warmup=params["warmup"] and params["compile"] and device_is_cuda(params["device"]),
     )
     device = prof.device_info(params["device"])
     estimates, ar_bounds = {}, {}
@@ -226,10 +231,22 @@ def _measure(params: dict, sizes, base, budget: float, host: float | None, save)
         info(_row_line(row))
         save(report)
 
-    prof.profile(specs, opts, on_row=on_row)
+    def on_warmup(row: dict) -> None:
+        report["warmup"] = row
+        info(f"  warm-up ({row['row']}, not reported): " + (row["error"] or f"{row['total_s']:.1f} s"))
+
+    if opts.warmup:
+        policies.setdefault("all", dict.fromkeys(planning.STAGE_NAMES, "cpu"))
+    prof.profile(specs, opts, on_row=on_row, on_warmup=on_warmup)
     report["summary"] = prof.summarize(report["rows"], budget, device["context_bytes"], ar_bounds)
     report["partial"] = False
     return report
+
+
+def device_is_cuda(device: str | None) -> bool:
+    import torch
+
+    return torch.cuda.is_available() and (device or "cuda").startswith("cuda")
 
 
 def _row_line(row: dict) -> str:
