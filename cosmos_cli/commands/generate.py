@@ -122,6 +122,10 @@ def command(
     device: DeviceOpt = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the written mp4.")] = 25.0,
     pad: Annotated[bool, typer.Option("--pad", help="Repeat the last frame of clips shorter than 9 frames.")] = False,
+    decoding: Annotated[
+        str, typer.Option("--decoding", help="sequential | scd (speculative coupled decoding, same distribution).")
+    ] = "sequential",
+    scd_window: Annotated[int, typer.Option("--scd-window", help="Draft tokens verified per SCD pass.")] = 32,
     gpus: Annotated[
         int, typer.Option("--gpus", help="Processes (GPUs) on this node; > 1 relaunches via torchrun.")
     ] = 1,
@@ -240,6 +244,8 @@ def _run(opts: dict, samples: list, ctx) -> None:
         placements=placements,
         fps=opts["fps"],
         pad=opts["pad"],
+        decoding=opts["decoding"],
+        scd_window=opts["scd_window"],
     )
     pipeline = VideoPipeline(config, model_builder=builder, link=link_for(ctx))
     tp_size = ctx.dims.tp if ctx is not None else 1

@@ -54,6 +54,8 @@ class PipelineConfig:
     fps: float = 25.0
     pad: bool = False
     chunk_size: int = 16
+    decoding: str = "sequential"
+    scd_window: int = 32
 
 
 @dataclass
@@ -66,6 +68,7 @@ class SampleResult:
     decoder: str | None = None
     faces_pixelated: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    decoding: dict = field(default_factory=dict)
     exception: BaseException | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
@@ -94,6 +97,8 @@ class VideoPipeline:
             load_format=config.load_format,
             compile=config.compile and on_gpu,
             model_builder=model_builder,
+            decoding=config.decoding,
+            scd_window=config.scd_window,
         )
         self.args = self.ar.args
         self.ar.require_files()
@@ -332,7 +337,13 @@ class VideoPipeline:
                             on_event(s.name, "ar_model", 0, _total)
 
                     new = stage.generate(prompt, context, num_new, params, torch.tensor(seeds), on_progress=tick)
+                stats = stage.generator.stats
+                decoding = {"mode": self.config.decoding, "prefill_s": round(stats.prefill_s, 3),
+                            "decode_s": round(stats.decode_s, 3)}  # fmt: skip
+                if hasattr(stats, "summary"):
+                    decoding.update(stats.summary())
                 for j, sample in enumerate(batch):
+                    results[sample.name].decoding = decoding
                     full = torch.cat([flat[j, :n_ctx], new[j].cpu()])
                     out[sample.name] = full.view(args.latent_shape)
                     on_event(sample.name, "ar_model", num_new, num_new)
@@ -423,6 +434,7 @@ class VideoPipeline:
             "video": result.video_path,
             "decoder": result.decoder,
             "faces_pixelated": result.faces_pixelated,
+            "decoding": result.decoding,
             "timings_s": result.timings,
             "sample": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(sample).items()},
             "sampling": asdict(self._sampling(sample)),

@@ -15,6 +15,7 @@ import torch
 from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
 from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams
+from cosmos_cli.decode.speculative import DECODINGS, make_generator
 from cosmos_cli.errors import BadInput
 from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.ar.weights import build_model
@@ -49,9 +50,17 @@ class ARModelStage(Stage):
         load_format: str = "auto",
         compile: bool = False,
         model_builder: Callable[..., Transformer] | None = None,
+        decoding: str = "sequential",
+        scd_window: int = 32,
     ):
         if load_format not in ("auto", "dummy"):
             raise BadInput(f"unknown --load-format {load_format!r}", "use auto or dummy")
+        if decoding not in DECODINGS:
+            raise BadInput(f"unknown --decoding {decoding!r}", f"use one of {', '.join(DECODINGS)}")
+        if scd_window < 1:
+            raise BadInput(f"--scd-window must be at least 1, got {scd_window}", "use e.g. --scd-window 32")
+        self.decoding = decoding
+        self.scd_window = scd_window
         self.layout = layout
         self.dtype = dtype
         self.load_format = load_format
@@ -60,7 +69,7 @@ class ARModelStage(Stage):
         """``build_model`` or a tensor-parallel builder with the same signature (``parallel.tp``)."""
         self.args = resolve_model_args(layout.ar_dir)
         self.model: Transformer | None = None
-        self.generator: ARGenerator | None = None
+        self.generator: ARGenerator | None = None  # or a SpeculativeGenerator (same interface)
 
     @property
     def weights(self) -> Path | None:
@@ -80,7 +89,7 @@ class ARModelStage(Stage):
         if device.type == "cuda":
             model.fuse_projections()
         self.model = model
-        self.generator = ARGenerator(model, compile=self.compile and device.type == "cuda")
+        self.generator = self._generator(device)
 
     def modules(self) -> list[torch.nn.Module]:
         return [] if self.model is None else [self.model]
@@ -95,7 +104,12 @@ class ARModelStage(Stage):
             return
         self.model.free_caches()
         self.model.to(device)
-        self.generator = ARGenerator(self.model, compile=self.compile and torch.device(device).type == "cuda")
+        self.generator = self._generator(torch.device(device))
+
+    def _generator(self, device: torch.device):
+        """Sequential (one token per step) or speculative coupled decoding; both share ``generate``."""
+        compile = self.compile and device.type == "cuda"
+        return make_generator(self.model, self.decoding, window=self.scd_window, compile=compile)
 
     @torch.inference_mode()
     def generate(
