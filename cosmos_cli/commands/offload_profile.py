@@ -135,7 +135,7 @@ def _plan_report(sizes, shape, budget: float, host: float | None) -> dict:
     from cosmos_cli.pipeline import plan as planning
     from cosmos_cli.pipeline.offload import available_host_bytes
 
-    rows = planning.plan_rows(sizes, shape.args, budget, host)
+    rows = planning.plan_rows(shape, sizes, budget, host)
     fitting = [r for r in rows if r.fits and r.strategy != "auto"]
     best = next((r for r in rows if r.strategy == "auto"), None)
     return {
@@ -227,6 +227,8 @@ def _measure(params: dict, sizes, base, budget: float, host: float | None, save)
     def on_row(row: dict) -> None:
         est = estimates[row["row"]]
         row.update(plan_peak=est.peak, plan_peak_stage=est.peak_stage, nvidia=nvidia.get(row["row"]))
+        if not planning.comparable_to_published(base):
+            row["nvidia"] = None
         report["rows"].append(row)
         info(_row_line(row))
         save(report)

@@ -516,9 +516,19 @@ class PlanRow:
         }
 
 
-def plan_rows(sizes: list[StageSize], args, gpu_bytes: float, host_bytes_free: float | None = None) -> list[PlanRow]:
+def comparable_to_published(shape: PipelineShape) -> bool:
+    """NVIDIA measured one video with the diffusion decoder and the full guardrail (and T5 in fp32)."""
+    return (
+        shape.batch_size == 1
+        and shape.guardrail == "full"
+        and (shape.dd_config is not None or not shape.args.cross_attn_every_k_layers)
+    )
+
+
+def plan_rows(shape: PipelineShape, sizes: list[StageSize], gpu_bytes: float, host_bytes_free: float | None = None):
     """NVIDIA's strategies (with ``cpu`` placement) and ``auto``: the chooser's pick for ``gpu_bytes``."""
-    nvidia = published(args)
+    args = shape.args
+    nvidia = published(args) if comparable_to_published(shape) else {}
     rows = []
     for strategy in strategies_for(args):
         est = estimate(sizes, strategy.policy())

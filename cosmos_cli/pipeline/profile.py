@@ -160,11 +160,10 @@ class _ARMeter:
     def __call__(self, prompt, context, num_new, params, seeds, on_progress=None):
         n = min(num_new, self.max_tokens) if self.max_tokens > 0 else num_new
         new = self.original(prompt, context, n, params, seeds, on_progress=on_progress)
-        stats = self.stage.generator.stats
+        stats = getattr(self.stage.generator, "stats", None)
         t = self.totals
-        t["prefill_s"] += stats.prefill_s
-        t["decode_s"] += stats.decode_s
-        t["warmup_s"] += stats.warmup_s
+        for key in ("prefill_s", "decode_s", "warmup_s"):
+            t[key] += getattr(stats, key, 0.0)
         t["tokens"] += n
         t["requested"] += num_new
         t["calls"] += 1
