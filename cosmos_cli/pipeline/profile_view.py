@@ -150,7 +150,7 @@ def _summary_notes(report: dict) -> list[str]:
     notes = []
     for comp in summary.get("comparisons", []):
         notes.append(
-            f"{comp['row']} vs {comp['baseline']}: {comp['extra_s']:+.1f} s per batch "
+            f"{comp['row']} vs {comp['baseline']}: {comp['extra_s']:+.1f} s per batch, AR compilation left out "
             f"({100 * comp['extra_fraction']:+.1f}% of this run; {100 * comp['extra_fraction_full_length']:+.1f}% "
             "at full length, extrapolated)"
         )
