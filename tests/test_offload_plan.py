@@ -84,10 +84,13 @@ def test_tiny_work_and_steady_state_peaks(tiny_sizes):
     # Diffusion decoder: one 8-frame window of 8 x 12 latents, patch 2 -> 192 tokens, batch 2 (guidance).
     assert tiny_sizes["diffusion_decoder"].work == 2 * 192 * (4 * 64 + 6 * 64) * 2
 
+    assert tiny_sizes["ar_model"].kept == kv + cross  # stays allocated while the AR model is resident
+
     sizes = list(tiny_sizes.values())
     weights = sum(s.weights for s in sizes)
     none = estimate(sizes, {})
-    assert none.peak == weights + max(s.work for s in sizes)
+    others = max(s.work for s in sizes if s.name != "ar_model")
+    assert none.peak == weights + max(kv + cross + others, tiny_sizes["ar_model"].work)
     everything = estimate(sizes, dict.fromkeys(tiny_sizes, "cpu"))
     assert everything.peak == max(s.weights + s.work for s in sizes)
     assert everything.moved == weights  # the diffusion decoder is on: the tokenizer only encodes

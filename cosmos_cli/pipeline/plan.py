@@ -1,10 +1,10 @@
 """GPU memory of each offloading strategy, estimated without a GPU, and the fastest placement that fits.
 
 Every stage has ``weights`` (bytes on the GPU while it is loaded) and ``work`` (bytes it allocates while it
-runs and frees after: KV cache, activations). In steady state every ``gpu``-placed stage is resident, so
-while stage ``s`` runs the GPU holds
+runs: activations, KV cache); ``kept`` is the part of the work a resident stage keeps between uses (the AR
+model's caches). In steady state every ``gpu``-placed stage is resident, so while stage ``s`` runs the GPU holds
 
-    sum(weights of gpu-placed stages) + (weights of s, if s is not gpu-placed) + work of s
+    sum(weights + kept of the other gpu-placed stages) + weights of s + work of s
 
 and a strategy's peak is the largest of these over the stages. Weights are exact: the networks are built
 on the meta device at the configured shapes (the checkpoint's own config files where present, else the
@@ -69,6 +69,9 @@ class StageSize:
     """How ``weights`` was obtained ("shapes", "files", "NVIDIA's table")."""
     host: int = -1
     """Host memory of its pinned copy (each tensor rounded up to a power of two); -1: same as weights."""
+    kept: int = 0
+    """Part of ``work`` that stays allocated after the stage while it stays on the GPU (the AR model's KV
+    cache and context K/V, reused by the next batch's captured decode graph)."""
 
     @property
     def host_bytes(self) -> int:
@@ -140,21 +143,27 @@ def torchscript_bytes(paths: Iterable[Path], dtype_bytes: int) -> Footprint:
 def ar_size(shape: PipelineShape) -> StageSize:
     from cosmos_cli.models.ar.transformer import Transformer
 
-    args = shape.args
+    args, batch = shape.args, shape.batch_size
     weights = module_bytes(lambda: Transformer(args), 2)
-    return StageSize("ar_model", weights.device, _work_ar(args, shape.batch_size), "shapes", weights.host)
+    kept = _ar_caches(args, batch)
+    return StageSize("ar_model", weights.device, _work_ar(args, batch), "shapes", weights.host, kept)
+
+
+def _ar_caches(args, batch: int) -> int:
+    """Static KV cache (full sequence, allocated up front) + the context's cross-attention K/V."""
+    n_cross = sum(args.has_cross_attn(i) for i in range(args.n_layers))
+    cross_kv = 2 * n_cross * batch * args.n_kv_heads * args.context_len * args.head_dim * 2
+    return args.kv_cache_bytes(batch) + cross_kv
 
 
 def _work_ar(args, batch: int) -> int:
-    """Static KV cache (full sequence, allocated up front) + the context's cross-attention K/V + the largest
-    prefill transient (9-frame prompt: SwiGLU hidden, q/k/v, residual) + fp32 logits of the last position."""
+    """The caches + the largest prefill transient (9-frame prompt: SwiGLU hidden, q/k/v, residual) + fp32
+    logits of the last position."""
     prompt = int(args.has_bov) + 2 * args.tokens_per_frame
-    n_cross = sum(args.has_cross_attn(i) for i in range(args.n_layers))
-    cross_kv = 2 * n_cross * batch * args.n_kv_heads * args.context_len * args.head_dim * 2
     qkv = (args.n_heads + 2 * args.n_kv_heads) * args.head_dim
     prefill = batch * prompt * (2 * args.ffn_hidden_size + qkv + 3 * args.dim) * 2
     logits = batch * args.output_rows * 4
-    return args.kv_cache_bytes(batch) + cross_kv + prefill + logits
+    return _ar_caches(args, batch) + prefill + logits
 
 
 def text_encoder_size(shape: PipelineShape) -> StageSize:
@@ -431,10 +440,12 @@ class Estimate:
 def estimate(sizes: list[StageSize], policy: dict[str, str]) -> Estimate:
     """Steady-state peak and per-batch move cost of one placement policy (stage name -> gpu|cpu|disk)."""
     where = {s.name: policy.get(s.name, "gpu") for s in sizes}
-    resident = sum(s.weights for s in sizes if where[s.name] == "gpu")
+    resident = sum(s.weights + s.kept for s in sizes if where[s.name] == "gpu")
     peak, peak_stage = 0, ""
     for s in sizes:
-        during = resident + (s.weights if where[s.name] != "gpu" else 0) + s.work
+        # A resident stage's own weights and caches are in ``resident``; its work includes the caches.
+        own = s.weights + s.kept if where[s.name] == "gpu" else 0
+        during = resident - own + s.weights + s.work
         if during > peak:
             peak, peak_stage = during, s.name
     # Without the diffusion decoder the tokenizer runs twice (encode, then decode): two bring-ins.
