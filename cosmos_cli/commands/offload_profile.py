@@ -77,7 +77,7 @@ def command(
     check_text_encoder_dtype(text_encoder_dtype)
     if load_format not in ("auto", "dummy"):
         raise BadInput(f"unknown --load-format {load_format!r}", "use auto or dummy")
-    on_gpu = torch.cuda.is_available() and (device or "cuda").startswith("cuda")
+    on_gpu = device_is_cuda(device)
     if not plan and not on_gpu and device != "cpu":
         raise BadInput(
             "no CUDA GPU here: offload-profile measures GPU memory",

@@ -558,10 +558,6 @@ def describe(policy: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in policy.items() if v != "gpu")
 
 
-def ordered(names: Iterable[str]) -> list[str]:
-    return sorted(names, key=lambda n: STAGE_NAMES.index(n) if n in STAGE_NAMES else len(STAGE_NAMES))
-
-
 # ---- generate --gpu-memory-budget ----------------------------------------------------------------
 def pipeline_shape(pipeline, batch_size: int) -> PipelineShape:
     """The plan's view of a built :class:`~cosmos_cli.pipeline.pipeline.VideoPipeline` (nothing loaded)."""

@@ -2,7 +2,7 @@
 
 A *row* is a strategy name (NVIDIA's rows, or ``auto`` = the planner's pick for the GPU budget) with
 optional modifiers separated by ``/``: ``b4`` (batch of 4 samples), ``warm`` (run the batch once before the
-measured run, so compilation and first-time host pinning are not counted), ``no-dd`` (DV8x16x16 decoder
+measured run, so one-time work such as compiling for a new batch size is not counted), ``no-dd`` (DV8x16x16 decoder
 instead of the diffusion decoder), ``blocklist`` (guardrail without its models), ``fp32-t5`` (T5 in fp32, as
 NVIDIA runs it). Example: ``all-but-ar/b4/warm``.
 
@@ -100,8 +100,6 @@ class ProfileOptions:
     """Tokens the AR model really generates (0: all of them)."""
     dd_steps: int | None = None
     """Diffusion steps (None: the decoder's 15)."""
-    gpu_memory: float | None = None
-    """Budget in bytes for the ``auto`` row (None: this GPU's memory)."""
     workdir: Path | None = None
     policies: dict[str, dict[str, str]] = field(default_factory=dict)
     """Strategy name -> placement policy (``auto`` included, resolved by the caller)."""
@@ -229,7 +227,7 @@ def run_row(spec: RowSpec, opts: ProfileOptions, workdir: Path, clip: Path) -> d
         row["peak_allocated"] = max((r["peak_allocated"] for r in row["stages"].values()), default=0)
         row["peak_reserved"] = max((r["peak_reserved"] for r in row["stages"].values()), default=0)
         row["warmup_peak_reserved"] = warm_peak
-        row["full_length_s"] = _full_length(row, pipeline)
+        row["full_length_s"] = _full_length(row)
     except torch.cuda.OutOfMemoryError as err:
         row["error"] = "out of memory: " + str(err).splitlines()[0][:160]
     except Exception as err:  # noqa: BLE001 - a failing row is reported, the other rows still run
@@ -260,7 +258,7 @@ def _dd_calls(pipeline, batch: int) -> dict:
     return {"made": batch * windows * dd.settings.x0_calls, "full": batch * windows * (15 + 1)}
 
 
-def _full_length(row: dict, pipeline) -> float:
+def _full_length(row: dict) -> float:
     """The measured batch time with the AR decode and the diffusion steps scaled to full length.
 
     Compile and CUDA-graph capture time (``warmup_s``) is left out of the scaled AR time but stays in the
@@ -428,7 +426,3 @@ def stage_seconds(row: dict) -> dict[str, float]:
     """Seconds per stage in running order (the DV decoder use is part of ``video_tokenizer``)."""
     stages = row.get("stages") or {}
     return {name: stages[name]["seconds"] for name in STAGE_NAMES if name in stages}
-
-
-def gib(value: float | None) -> float | None:
-    return None if value is None else value / GIB
