@@ -107,7 +107,13 @@ def command(
         report = _plan_report(sizes, base, budget, host)
         view = plan_view(report)
     else:
-        report = _measure(locals(), sizes, base, budget, host, lambda partial: _write_json(json_path, partial))
+
+        def save(partial: dict) -> None:  # after every row: a run cut short keeps what it measured
+            _write_json(json_path, partial)
+            if markdown_path is not None:
+                _write_text(markdown_path, measured_view(partial).markdown())
+
+        report = _measure(locals(), sizes, base, budget, host, save)
         view = measured_view(report)
     view.show()
     _write_json(json_path, report)

@@ -109,6 +109,8 @@ def measured_view(report: dict) -> View:
         title += f", {report['ar_tokens']} AR tokens generated"
     if report["dd_steps"]:
         title += f", {report['dd_steps']} diffusion steps"
+    if report.get("partial"):
+        title += "; PARTIAL: the run stopped before every row was measured"
     view = View(
         title=title + ")",
         columns=[
