@@ -112,6 +112,14 @@ class ARGenerator:
         return self._graphs[key].replay
 
     # ---- public -------------------------------------------------------------------------------
+    def release_graphs(self) -> None:
+        """Forget captured graphs: call after the model's weights moved (graphs hold their addresses).
+
+        The compiled step is kept: it does not depend on addresses, so re-capturing costs a few warm-up
+        steps, not a recompilation.
+        """
+        self._graphs.clear()
+
     @torch.no_grad()
     def generate(
         self,
@@ -127,9 +135,7 @@ class ARGenerator:
         """Return ``num_new`` tokens (B, num_new) that follow ``prompt`` (B, P)."""
         batch, prompt_len = prompt.shape
         if prompt_len + num_new > self.model.args.max_seq_len:
-            raise ValueError(
-                f"{prompt_len} + {num_new} tokens exceed max_seq_len {self.model.args.max_seq_len}"
-            )
+            raise ValueError(f"{prompt_len} + {num_new} tokens exceed max_seq_len {self.model.args.max_seq_len}")
         self.model.setup_caches(batch, self.dtype, self.device)
         if context is not None:
             self.model.set_context(context.to(self.device, self.dtype))
@@ -138,9 +144,7 @@ class ARGenerator:
 
         t0 = _now(self.device)
         prompt = prompt.to(self.device)
-        logits = self.model(
-            prompt, torch.arange(prompt_len, device=self.device), prefill=True, last_only=True
-        )
+        logits = self.model(prompt, torch.arange(prompt_len, device=self.device), prefill=True, last_only=True)
         pos = torch.full((batch,), prompt_len, dtype=torch.long, device=self.device)
         first = sample(logits[:, -1], params, self.seeds, pos)
         self.out[:, 0] = first

@@ -367,6 +367,10 @@ class SpeculativeGenerator:
         self.state.seq[:, :prompt_len].copy_(prompt)
         self.state.seeds.copy_(seeds.to(self.device, torch.long))
 
+    def release_graphs(self) -> None:
+        """Forget captured graphs after the model's weights moved; the compiled iteration is kept."""
+        self._graphs.clear()
+
     @torch.no_grad()
     def generate(
         self,

@@ -70,6 +70,7 @@ class ARModelStage(Stage):
         self.args = resolve_model_args(layout.ar_dir)
         self.model: Transformer | None = None
         self.generator: ARGenerator | None = None  # or a SpeculativeGenerator (same interface)
+        self._generators: dict[torch.device, ARGenerator] = {}
 
     @property
     def weights(self) -> Path | None:
@@ -97,19 +98,31 @@ class ARModelStage(Stage):
     def _drop(self) -> None:
         self.model = None
         self.generator = None
+        self._generators.clear()
 
     def to(self, device: torch.device) -> None:
-        """Move the weights; caches are freed and captured graphs dropped (their addresses change)."""
+        """Move the weights (``cpu`` placement); caches are freed and captured graphs released.
+
+        One generator per device is kept, so bringing the model back to the GPU for the next batch
+        re-captures its CUDA graphs but never recompiles the decode step (a new generator would, and
+        after a few batches torch.compile's recompile limit would leave decoding eager).
+        """
         if self.model is None:
             return
+        device = torch.device(device)
         self.model.free_caches()
         self.model.to(device)
-        self.generator = self._generator(torch.device(device))
+        self.generator = self._generator(device)
+        self.generator.release_graphs()
 
     def _generator(self, device: torch.device):
         """Sequential (one token per step) or speculative coupled decoding; both share ``generate``."""
-        compile = self.compile and device.type == "cuda"
-        return make_generator(self.model, self.decoding, window=self.scd_window, compile=compile)
+        if device not in self._generators:
+            compile = self.compile and device.type == "cuda"
+            self._generators[device] = make_generator(
+                self.model, self.decoding, window=self.scd_window, compile=compile
+            )
+        return self._generators[device]
 
     @torch.inference_mode()
     def generate(
