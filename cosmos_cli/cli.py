@@ -70,6 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # noqa: BLE001 - the boundary: anything unexpected is still one line
+        if debug:
+            raise
+        from cosmos_cli.console import console
+
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        console.print(
+            f"[red]error:[/red] unexpected {type(err).__name__}: {message[:300]} "
+            "(run again with --debug for the traceback, and report it if it persists)",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        return 1
     return 0
 
 

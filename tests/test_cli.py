@@ -33,3 +33,19 @@ def test_doctor_reports_a_table(tmp_path):
 
 def test_unknown_option_is_a_usage_error():
     assert main(["doctor", "--no-such-flag"]) == 2
+
+
+def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys):
+    from cosmos_cli.commands import doctor
+
+    def boom(*_a, **_k):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(doctor, "collect", boom)
+    assert main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected RuntimeError: disk on fire" in err and "--debug" in err and "Traceback" not in err
+    import pytest
+
+    with pytest.raises(RuntimeError):
+        main(["--debug", "doctor"])
