@@ -42,9 +42,7 @@ def warped_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return probs
 
 
-def sample(
-    logits: torch.Tensor, params: SamplingParams, seed: torch.Tensor, position: torch.Tensor
-) -> torch.Tensor:
+def sample(logits: torch.Tensor, params: SamplingParams, seed: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
     """One token per row of ``logits`` (B, V); ``seed``/``position`` are (B,) int64 on the same device."""
     if params.greedy:
         return logits.argmax(dim=-1)
