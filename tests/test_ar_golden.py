@@ -88,3 +88,55 @@ def test_sample_does_not_depend_on_batch_company(golden_model):
     )
     assert torch.equal(pair[1:], alone)
     assert not torch.equal(pair[0], pair[1])
+
+
+def test_other_golden_shapes_run_without_code_changes(tmp_path):
+    """A set in the golden format with batch 2, one KV head, YaRN and ``_extra_state`` keys.
+
+    Expected decode logits come from one causal prefill over the whole sequence, a different code path
+    from the step-by-step cache decode that ``check_golden_set`` runs, so agreement is not a tautology.
+    """
+    import json
+
+    config = json.loads((golden_sets()[0] / "config.json").read_text())
+    config.update(
+        name="variant", n_kv_heads=1, batch=2, num_generated=20,
+        yarn={"original_latent_shape": [3, 2, 4], "yarn_scale": 2.0, "yarn_beta_fast": 4, "yarn_beta_slow": 1},
+    )  # fmt: skip
+    args = ModelArgs.from_json(config)
+    torch.manual_seed(3)
+    from cosmos_cli.models.ar.weights import random_state_dict
+
+    state = random_state_dict(args, seed=3)
+    state["model.layers.0.attention._extra_state"] = torch.zeros(4)  # the reference's loader drops these
+    model = build_model(args, weights=None, dtype=torch.float32, device=torch.device("cpu"))
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if "_extra_state" not in k})
+    prompt = torch.randint(0, args.video_vocab_size, (2, config["prompt_len"]))
+    prompt[:, 0] = args.bov_token
+    context = torch.randn(2, config["context_len"], config["context_dim"])
+    n = config["num_generated"]
+    greedy = ARGenerator(model).generate(prompt, n, SamplingParams(0.0), torch.zeros(2, dtype=torch.long),
+                                         context=context)  # fmt: skip
+    full = torch.cat([prompt, greedy[:, :-1]], dim=1)
+    model.setup_caches(2, torch.float32, torch.device("cpu"))
+    model.set_context(context)
+    with torch.no_grad():
+        logits = model(full, torch.arange(full.shape[1]), prefill=True)
+    p = prompt.shape[1]
+    case = {
+        "prompt_tokens": prompt,
+        "context": context,
+        "context_mask": torch.ones(2, config["context_len"]).bool(),
+        "prefill_logits": logits[:, :p],
+        "greedy_tokens": greedy,
+        "decode_logits": logits[:, p:],
+        "top_p_cases": [],
+    }
+    folder = tmp_path / "variant"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    torch.save(state, folder / "model.pt")
+    torch.save(case, folder / "case.pt")
+    results = {d.name: d for d in check_golden_set(folder)}
+    assert all(d.ok for d in results.values()), results
+    assert results["decode_logits"].max_abs < 1e-4

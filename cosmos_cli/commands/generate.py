@@ -140,12 +140,17 @@ def command(
     debug: DebugOpt = False,
 ) -> None:
     """Generate a 33-frame continuation of a clip (or image) for a prompt, or for every line of a JSONL batch."""
+    opts = dict(locals())
+    samples = _samples(opts)  # bad arguments and batch files fail here, once, before any process starts
+    _check_parallel(opts)
     from cosmos_cli.parallel.launch import format_command, should_relaunch, torchrun_command
 
     if should_relaunch(gpus, nnodes):  # this process becomes torchrun's agent; the workers do the job
+        import os
         import sys
 
         from cosmos_cli.console import info
+        from cosmos_cli.parallel.launch import relaunch
 
         cmd = torchrun_command(
             gpus, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend,
@@ -153,28 +158,48 @@ def command(
         )  # fmt: skip
         if debug:
             info(f"torchrun: {format_command(cmd)}")
-        import os
-
-        from cosmos_cli.parallel.launch import relaunch
-
         os.environ[TORCHRUN_CMD_ENV] = format_command(cmd)
         relaunch(cmd, debug=debug)
         return
-    _generate_here(**{k: v for k, v in locals().items() if k not in _LAUNCH_ONLY})
+    _generate_here(samples, **{k: v for k, v in opts.items() if k not in _LAUNCH_ONLY})
+
+
+def _check_parallel(opts: dict) -> None:
+    """Process counts and ``--tp`` checked in the launching process, before any worker starts."""
+    import os
+    import warnings
+
+    if opts["gpus"] < 1 or opts["nnodes"] < 1:
+        raise BadInput("--gpus and --nnodes must be at least 1", "use --gpus 1 for one GPU")
+    world = int(os.environ.get("WORLD_SIZE", opts["gpus"] * opts["nnodes"]))
+    tp = opts["tp"]
+    if tp is None:
+        return
+    if tp > 1 and world == 1:
+        raise BadInput(f"--tp {tp} needs {tp} or more processes", f"add --gpus {tp} (or launch under torchrun)")
+    if world % tp:
+        options = ", ".join(str(t) for t in range(1, world + 1) if world % t == 0)
+        raise BadInput(f"--tp {tp} does not divide the {world} processes", f"use --tp {options}")
+    from cosmos_cli.checkpoints import CheckpointLayout
+    from cosmos_cli.stages.ar_model import resolve_model_args
+
+    with warnings.catch_warnings():  # megatron-core: "Transformer Engine and Apex are not installed"
+        warnings.simplefilter("ignore")
+        from cosmos_cli.parallel.tp import check_tp
+
+    check_tp(resolve_model_args(CheckpointLayout(opts["checkpoint_dir"], opts["ar_model_dir"]).ar_dir), tp)
 
 
 TORCHRUN_CMD_ENV = "COSMOS_CLI_TORCHRUN_COMMAND"
-_LAUNCH_ONLY = {"gpus", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_backend", "debug", "format_command",
-                "should_relaunch", "torchrun_command", "input_type"}  # fmt: skip
+_LAUNCH_ONLY = {"gpus", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_backend", "debug", "input_type"}
 
 
-def _generate_here(**opts) -> None:
+def _generate_here(samples: list, **opts) -> None:
     """The job of one process: alone, or as one torchrun worker (TP group member / DP share)."""
     import os
 
     from cosmos_cli.parallel.dist import default_tp, distributed
 
-    samples = _samples(opts)
     tp = opts["tp"]
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if tp is None:
@@ -284,7 +309,7 @@ def _report(results, n_samples: int, ctx, stdout, warn) -> None:
         if result.status in ("succeeded", "skipped"):
             note = " (already done; --overwrite to redo)" if result.status == "skipped" else ""
             stdout.print(f"{result.video_path}{note}", highlight=False, soft_wrap=True)
-        else:
+        elif n_samples > 1:  # a single sample's error is the one line the CLI prints on exit
             warn(f"{result.name}: {result.status}: {result.error}")
     failed = [r for r in results if r.status in ("failed", "blocked")]
     if not failed:

@@ -21,7 +21,7 @@ import torch
 
 from cosmos_cli import __version__
 from cosmos_cli.checkpoints import CheckpointLayout
-from cosmos_cli.console import progress
+from cosmos_cli.console import info, progress
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.errors import BadInput, CosmosError, GuardrailBlocked
 from cosmos_cli.io.atomic import atomic_path
@@ -336,7 +336,14 @@ class VideoPipeline:
                         for s in _batch:
                             on_event(s.name, "ar_model", 0, _total)
 
-                    new = stage.generate(prompt, context, num_new, params, torch.tensor(seeds), on_progress=tick)
+                    def prefill_done(_prompt=prompt, _stage=stage) -> None:
+                        seconds = _stage.generator.stats.prefill_s
+                        info(f"prefill: {_prompt.shape[0]} x {_prompt.shape[1]} tokens in {seconds:.2f} s")
+
+                    new = stage.generate(
+                        prompt, context, num_new, params, torch.tensor(seeds), on_progress=tick,
+                        on_prefill_done=prefill_done,
+                    )  # fmt: skip
                 stats = stage.generator.stats
                 decoding = {"mode": self.config.decoding, "prefill_s": round(stats.prefill_s, 3),
                             "decode_s": round(stats.decode_s, 3)}  # fmt: skip

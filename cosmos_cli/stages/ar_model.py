@@ -133,9 +133,18 @@ class ARModelStage(Stage):
         params: SamplingParams,
         seeds: torch.Tensor,
         on_progress: Callable[[int], None] | None = None,
+        on_prefill_done: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """``num_new`` tokens (B, num_new) after ``prompt`` (B, P), each sample seeded by ``seeds`` (B,)."""
         if self.generator is None:
             raise RuntimeError("ARModelStage.generate called before load")
         use_context = context if self.args.cross_attn_every_k_layers else None
-        return self.generator.generate(prompt, num_new, params, seeds, context=use_context, on_progress=on_progress)
+        return self.generator.generate(
+            prompt,
+            num_new,
+            params,
+            seeds,
+            context=use_context,
+            on_progress=on_progress,
+            on_prefill_done=on_prefill_done,
+        )
