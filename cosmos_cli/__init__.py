@@ -1,2 +1,3 @@
 """cosmos-cli: run NVIDIA Cosmos-1.0 autoregressive world models."""
+
 __version__ = "0.1.0"

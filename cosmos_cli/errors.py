@@ -23,6 +23,16 @@ class CosmosError(Exception):
     def one_line(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def __reduce__(self):
+        """Copy and pickle keep message, hint and exit code (results cross processes under torchrun)."""
+        return (_rebuild, (type(self), self.message, self.hint, self.exit_code))
+
+
+def _rebuild(cls: type[CosmosError], message: str, hint: str | None, exit_code: int) -> CosmosError:
+    err = CosmosError.__new__(cls)
+    CosmosError.__init__(err, message, hint, exit_code)
+    return err
+
 
 class BadInput(CosmosError):
     """An input file or argument that cannot be used as given."""

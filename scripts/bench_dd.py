@@ -99,9 +99,7 @@ def sdpa_context(name: str) -> contextlib.AbstractContextManager:
     return sdpa_backends(None if name == "auto" else [name])
 
 
-def attention_probe(
-    shape: tuple[int, int, int, int], dtype: torch.dtype, device: torch.device, repeat: int
-) -> dict:
+def attention_probe(shape: tuple[int, int, int, int], dtype: torch.dtype, device: torch.device, repeat: int) -> dict:
     """TFLOP/s of self-attention at the model's shape for each SDPA backend that runs here."""
     b, heads, n, d = shape
     q, k, v = (torch.randn(b, heads, n, d, dtype=dtype, device=device) for _ in range(3))
@@ -184,9 +182,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     d, hidden = config.model_channels, config.mlp_hidden
     report["matmul_tflops"] = matmul_tflops(2 * tokens, d, hidden, dtype, device, repeat)
-    report["attention_probe"] = attention_probe(
-        (2, config.num_heads, tokens, config.head_dim), dtype, device, repeat
-    )
+    report["attention_probe"] = attention_probe((2, config.num_heads, tokens, config.head_dim), dtype, device, repeat)
     backend = args.sdpa_backend
     if backend == "best":
         rates = {k: v["tflops"] for k, v in report["attention_probe"].items() if "tflops" in v}
@@ -284,18 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="7b")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument(
-        "--dtype", choices=["bf16", "fp32"], default=None, help="default: bf16 on GPU, fp32 on CPU"
-    )
+    parser.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="default: bf16 on GPU, fp32 on CPU")
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="compile the blocks (default: on the GPU only)",
     )
-    parser.add_argument(
-        "--eager-calls", type=int, default=2, help="guided calls timed for the eager baseline"
-    )
+    parser.add_argument("--eager-calls", type=int, default=2, help="guided calls timed for the eager baseline")
     parser.add_argument(
         "--sdpa-backend",
         choices=["best", "auto", *SDPA_BACKENDS],

@@ -116,12 +116,8 @@ def main() -> None:
     p.add_argument("--height", type=int, default=640)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--faces", choices=["none", "everywhere"], default="none", help="forced detections")
-    p.add_argument(
-        "--repeats", type=int, default=2, help="timed calls per check (the first includes warm-up)"
-    )
-    p.add_argument(
-        "--workdir", type=Path, default=None, help="where the stand-in files go (default: a temp dir)"
-    )
+    p.add_argument("--repeats", type=int, default=2, help="timed calls per check (the first includes warm-up)")
+    p.add_argument("--workdir", type=Path, default=None, help="where the stand-in files go (default: a temp dir)")
     p.add_argument("--out", default="bench_guardrail.json")
     args = p.parse_args()
 
@@ -157,9 +153,7 @@ def main() -> None:
 
     report = {
         "date": date.today().isoformat(),
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
         "shapes": "tiny" if args.tiny else "real",
         "write_standins_s": write_s,

@@ -27,9 +27,7 @@ def main(argv: list[str]) -> int:
         print(f"== {folder}")
         for d in check_golden_set(folder):
             failed |= not d.ok
-            print(
-                f"  {d.name:<24} max_abs={d.max_abs:.3e} max_rel={d.max_rel:.3e} {'ok' if d.ok else 'FAIL'}"
-            )
+            print(f"  {d.name:<24} max_abs={d.max_abs:.3e} max_rel={d.max_rel:.3e} {'ok' if d.ok else 'FAIL'}")
     print("FAILED" if failed else "all within tolerance")
     return 1 if failed else 0
 

@@ -86,9 +86,7 @@ INPUTS = {
 }
 
 
-def compare(
-    ours: dict[str, torch.Tensor], case: dict[str, torch.Tensor], atol: float, rtol: float
-) -> list[str]:
+def compare(ours: dict[str, torch.Tensor], case: dict[str, torch.Tensor], atol: float, rtol: float) -> list[str]:
     """Print one line per golden output; return the names that fail."""
     failures = []
     for name, want in case.items():
@@ -130,7 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         "folders", nargs="+", type=Path, help="golden set folder(s) with config.json, model.pt, case.pt"
     )
     args = parser.parse_args(argv)
-    results = [check(folder) for folder in args.folders]
+    sets = []
+    for folder in args.folders:  # a folder of sets (../shared/golden-dd) checks each of them
+        found = [folder] if (folder / "config.json").exists() else sorted(p.parent for p in folder.glob("*/case.pt"))
+        if not found:
+            print(f"no golden set (config.json + case.pt) in {folder}", file=sys.stderr)
+            return 2
+        sets += found
+    results = [check(folder) for folder in sets]
     return 0 if all(results) else 1
 
 

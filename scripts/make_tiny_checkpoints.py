@@ -28,26 +28,20 @@ def make_tiny_checkpoints(root: Path, *, guardrail: bool = True, diffusion_decod
     write_tiny_dv_tokenizer(root, levels=TINY_V2W.fsq_levels)
     write_tiny_t5(root, d_model=TINY_V2W.context_dim)
     if diffusion_decoder:
-        write_tiny_diffusion_decoder(
-            root, token_voc=TINY_V2W.video_vocab_size, context_dim=TINY_V2W.context_dim
-        )
+        write_tiny_diffusion_decoder(root, token_voc=TINY_V2W.video_vocab_size, context_dim=TINY_V2W.context_dim)
     if guardrail:
         write_tiny_guardrail(root)
     return root
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path(".cache/tiny-checkpoints"))
     parser.add_argument("--no-guardrail", action="store_true")
     parser.add_argument("--no-diffusion-decoder", action="store_true")
     a = parser.parse_args()
     t0 = time.perf_counter()
-    make_tiny_checkpoints(
-        a.output, guardrail=not a.no_guardrail, diffusion_decoder=not a.no_diffusion_decoder
-    )
+    make_tiny_checkpoints(a.output, guardrail=not a.no_guardrail, diffusion_decoder=not a.no_diffusion_decoder)
     print(f"tiny checkpoints written to {a.output} in {time.perf_counter() - t0:.1f} s")
 
 

@@ -116,3 +116,35 @@ def test_missing_checkpoint_names_the_file_and_download(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "model.pt" in err and "cosmos-cli download" in err
+
+
+def test_batch_goes_on_past_a_blocked_prompt(tiny_checkpoints, tmp_path):
+    clips = shared_path("data", "clips")
+    lines = [{"prompt": "a forbiddenword scene", "visual_input": str(clips / "batch_inputs_0.mp4")},
+             {"prompt": PROMPT, "visual_input": str(clips / "batch_inputs_1.mp4")}]  # fmt: skip
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("\n".join(json.dumps(line) for line in lines))
+    out = tmp_path / "out"
+    argv = ["--batch-input", str(batch), "--output-dir", str(out), "--disable-diffusion-decoder"]
+    assert generate(tiny_checkpoints, *argv) == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["samples"]] == ["blocked", "succeeded"]
+    assert summary["samples"][0]["exit_code"] == 3
+    assert [p.name for p in out.rglob("*.mp4")] == ["001_batch_inputs_1.mp4"]
+
+
+def test_required_diffusion_decoder_missing_is_one_line(tiny_checkpoints, tmp_path, capsys):
+    root = tmp_path / "ckpt"
+    root.mkdir()
+    for child in tiny_checkpoints.iterdir():
+        if not child.name.startswith("Cosmos-1.0-Diffusion"):
+            (root / child.name).symlink_to(child)
+    clip = shared_path("data", "clips", "input.mp4")
+    argv = ["--input", str(clip), "--prompt", PROMPT, "--output-dir", str(tmp_path / "o"), "--diffusion-decoder"]
+    assert generate(root, *argv) == 2
+    err = capsys.readouterr().err
+    assert "diffusion decoder" in err and "model.pt is missing" in err and "Traceback" not in err
+    # without --diffusion-decoder the DV decoder is used and says so
+    argv = ["--input", str(clip), "--prompt", PROMPT, "--output-dir", str(tmp_path / "o")]
+    assert generate(root, *argv) == 0
+    assert json.loads((tmp_path / "o/input/generation.json").read_text())["decoder"] == "dv_tokenizer"

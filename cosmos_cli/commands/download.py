@@ -85,8 +85,7 @@ def print_plan(plan: Plan) -> None:
     for rp in plan.repos:
         stdout.print(
             f"[bold]{rp.repo.repo_id}[/bold] @ {rp.revision} ({rp.commit[:10]}): {rp.repo.purpose}\n"
-            f"  -> {rp.local_root}"
-            + ("  (Hugging Face cache layout)" if rp.repo.layout == "hf-cache" else ""),
+            f"  -> {rp.local_root}" + ("  (Hugging Face cache layout)" if rp.repo.layout == "hf-cache" else ""),
             highlight=False,
             soft_wrap=True,
         )
@@ -109,16 +108,12 @@ def print_plan(plan: Plan) -> None:
 def command(
     models: Annotated[
         list[str] | None,
-        typer.Argument(
-            help="Presets: 5b-video2world (default), 4b, 12b, 13b-video2world.", show_default=False
-        ),
+        typer.Argument(help="Presets: 5b-video2world (default), 4b, 12b, 13b-video2world.", show_default=False),
     ] = None,
     checkpoint_dir: CheckpointDirOpt = DEFAULT_CHECKPOINT,
     no_diffusion_decoder: Annotated[
         bool,
-        typer.Option(
-            "--no-diffusion-decoder", help="Skip the 7B diffusion decoder and its CV8x8x8 tokenizer."
-        ),
+        typer.Option("--no-diffusion-decoder", help="Skip the 7B diffusion decoder and its CV8x8x8 tokenizer."),
     ] = False,
     no_guardrail: Annotated[
         bool,
@@ -138,9 +133,7 @@ def command(
     ] = None,
     revision: Annotated[
         list[str] | None,
-        typer.Option(
-            "--revision", help="Pin a branch/tag/commit: REV for every repo, or REPO_ID=REV (repeatable)."
-        ),
+        typer.Option("--revision", help="Pin a branch/tag/commit: REV for every repo, or REPO_ID=REV (repeatable)."),
     ] = None,
     include: Annotated[
         list[str] | None,

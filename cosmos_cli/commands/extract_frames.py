@@ -83,9 +83,7 @@ def command(
     from cosmos_cli.io.frames import plan_extract, run_extract
 
     if num_frames not in SUPPORTED_NUM_FRAMES:
-        raise BadInput(
-            f"--num-frames {num_frames} is not supported", "use 9 (the default) or 1, as the model does"
-        )
+        raise BadInput(f"--num-frames {num_frames} is not supported", "use 9 (the default) or 1, as the model does")
     plan = plan_extract(
         source,
         output,

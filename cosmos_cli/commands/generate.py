@@ -95,6 +95,10 @@ def command(
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same video.")] = 0,
     disable_diffusion_decoder: DisableDiffusionDecoderOpt = False,
+    diffusion_decoder: Annotated[
+        bool,
+        typer.Option("--diffusion-decoder", help="Require the diffusion decoder (default: used when its files exist)."),
+    ] = False,
     dd_seed: Annotated[
         int | None, typer.Option("--dd-seed", help="Diffusion-decoder noise seed (default: --seed; NVIDIA: 1).")
     ] = None,
@@ -162,6 +166,15 @@ def command(
         relaunch(cmd, debug=debug)
         return
     _generate_here(samples, **{k: v for k, v in opts.items() if k not in _LAUNCH_ONLY})
+
+
+def _decoder_choice(opts: dict) -> bool | None:
+    """False: DV decoder; True: the diffusion decoder is required; None: used when its files exist."""
+    if opts["disable_diffusion_decoder"] and opts["diffusion_decoder"]:
+        raise BadInput("--diffusion-decoder and --disable-diffusion-decoder contradict", "pass one of them")
+    if opts["disable_diffusion_decoder"]:
+        return False
+    return True if opts["diffusion_decoder"] else None
 
 
 def _check_parallel(opts: dict) -> None:
@@ -263,7 +276,7 @@ def _run(opts: dict, samples: list, ctx) -> None:
         top_p=opts["top_p"],
         temperature=opts["temperature"],
         guardrail=guardrail.value,
-        diffusion_decoder=False if opts["disable_diffusion_decoder"] else None,
+        diffusion_decoder=_decoder_choice(opts),
         dd_seed=opts["dd_seed"],
         text_encoder_dtype=text_encoder_dtype,
         placements=placements,

@@ -73,9 +73,7 @@ def exact_match(
         normalised_word = _normalise(word)
         if re.search(r"\b" + re.escape(normalised_word) + r"\b", normalised_prompt):
             return f"Prompt blocked by exact match blocklist: Prompt: {prompt}, Exact Match Word: {word}"
-        if len(normalised_word) >= min_chars and partial_match(
-            normalised_prompt, normalised_word, letter_count
-        ):
+        if len(normalised_word) >= min_chars and partial_match(normalised_prompt, normalised_word, letter_count):
             return (
                 f"Prompt blocked by partial match blocklist: Prompt: {normalised_prompt}, "
                 f"Partial Match Word: {normalised_word}"
@@ -125,8 +123,6 @@ class Blocklist:
             return False, "Input is empty"
         prompt = to_ascii(prompt)
         message = (
-            self.censor(prompt)
-            or self.censor(self.lemmatise(prompt))
-            or exact_match(prompt, self.exact_match_words)
+            self.censor(prompt) or self.censor(self.lemmatise(prompt)) or exact_match(prompt, self.exact_match_words)
         )
         return (False, message) if message else (True, "Input is safe")

@@ -64,9 +64,7 @@ def pixelate(region: np.ndarray, blocks: int = PIXEL_BLOCKS) -> np.ndarray:
     left, right, w_left, w_right = _linear_taps(w, blocks)
     data = region.astype(np.int64)
     rows = data[:, left] * w_left[None, :, None] + data[:, right] * w_right[None, :, None]
-    small = ((w_top[:, None, None] * (rows[top] >> 4)) >> 16) + (
-        (w_bottom[:, None, None] * (rows[bottom] >> 4)) >> 16
-    )
+    small = ((w_top[:, None, None] * (rows[top] >> 4)) >> 16) + ((w_bottom[:, None, None] * (rows[bottom] >> 4)) >> 16)
     small = np.clip((small + 2) >> 2, 0, 255).astype(region.dtype)
     return small[(np.arange(h) * blocks) // h][:, (np.arange(w) * blocks) // w]
 

@@ -120,9 +120,7 @@ class SSH(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch5_1 = self.conv5X5_1(x)
-        out = torch.cat(
-            [self.conv3X3(x), self.conv5X5_2(branch5_1), self.conv7x7_3(self.conv7X7_2(branch5_1))], 1
-        )
+        out = torch.cat([self.conv3X3(x), self.conv5X5_2(branch5_1), self.conv7x7_3(self.conv7X7_2(branch5_1))], 1)
         return F.relu(out)
 
 
@@ -189,9 +187,7 @@ def prior_boxes(height: int, width: int, cfg: dict = RE50_CONFIG) -> torch.Tenso
     return torch.cat(priors).float()
 
 
-def decode_boxes(
-    offsets: torch.Tensor, priors: torch.Tensor, variance=RE50_CONFIG["variance"]
-) -> torch.Tensor:
+def decode_boxes(offsets: torch.Tensor, priors: torch.Tensor, variance=RE50_CONFIG["variance"]) -> torch.Tensor:
     """Offsets (N, P, 4) + priors (P, 4) -> corner boxes (N, P, 4), (x1, y1, x2, y2) relative to the image."""
     priors = priors.unsqueeze(0)
     centres = priors[..., :2] + offsets[..., :2] * variance[0] * priors[..., 2:]

@@ -110,9 +110,7 @@ class VideoContentFilter:
                 f"run: cosmos-cli download 5b-video2world --checkpoint-dir {layout.root.parent}",
             )
         with quiet_transformers():
-            encoder, info = SiglipVisionModel.from_pretrained(
-                snapshot, dtype=torch.float32, output_loading_info=True
-            )
+            encoder, info = SiglipVisionModel.from_pretrained(snapshot, dtype=torch.float32, output_loading_info=True)
             require_all_weights(info, snapshot, "SigLIP")
             processor = _image_processor_class().from_pretrained(snapshot)
         classifier = load_classifier(layout.safety_filter, encoder.config.hidden_size)
@@ -126,9 +124,7 @@ class VideoContentFilter:
 
     def classify(self, frames: np.ndarray) -> np.ndarray:
         """Class index of each frame of a uint8 ``(T, H, W, 3)`` array."""
-        classes = [
-            self._classify_batch(frames[s : s + BATCH_FRAMES]) for s in range(0, len(frames), BATCH_FRAMES)
-        ]
+        classes = [self._classify_batch(frames[s : s + BATCH_FRAMES]) for s in range(0, len(frames), BATCH_FRAMES)]
         return np.concatenate(classes) if classes else np.zeros(0, dtype=np.int64)
 
     def first_unsafe(self, frames: np.ndarray) -> tuple[int, str] | None:

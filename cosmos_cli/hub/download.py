@@ -342,9 +342,7 @@ def file_digests(path: Path, size: int, git: bool, advance: Callable[[int], None
 def _verify(pf: PlannedFile, path: Path, reporter: Reporter | None) -> tuple[bool, str]:
     if reporter is not None:
         reporter.start(pf.label, pf.size, counts=False)
-    sha256, sha1 = file_digests(
-        path, pf.size, git=pf.sha256 is None, advance=reporter.advance if reporter else _nop
-    )
+    sha256, sha1 = file_digests(path, pf.size, git=pf.sha256 is None, advance=reporter.advance if reporter else _nop)
     ok = sha256 == pf.sha256 if pf.sha256 else sha1 == pf.git_oid
     return ok, sha256
 

@@ -91,15 +91,11 @@ def _entry_not_found(err: BaseException, ctx: HubContext) -> DownloadError:
 
 
 def _disabled(err: BaseException, ctx: HubContext) -> DownloadError:
-    return DownloadError(
-        f"repository {ctx.repo_id} is disabled on the hub", "nothing can be downloaded from it"
-    )
+    return DownloadError(f"repository {ctx.repo_id} is disabled on the hub", "nothing can be downloaded from it")
 
 
 def _offline(err: BaseException, ctx: HubContext) -> DownloadError:
-    return DownloadError(
-        "HF_HUB_OFFLINE is set, so nothing can be downloaded", "unset HF_HUB_OFFLINE and rerun"
-    )
+    return DownloadError("HF_HUB_OFFLINE is set, so nothing can be downloaded", "unset HF_HUB_OFFLINE and rerun")
 
 
 def _unreachable(err: BaseException, ctx: HubContext) -> DownloadError:
@@ -123,9 +119,7 @@ def _server_error(err: BaseException, ctx: HubContext) -> DownloadError:
 
 
 def _rate_limited(err: BaseException, ctx: HubContext) -> DownloadError:
-    return DownloadError(
-        f"the hub rate-limited the download of {ctx.what} (429)", "wait a few minutes, then rerun"
-    )
+    return DownloadError(f"the hub rate-limited the download of {ctx.what} (429)", "wait a few minutes, then rerun")
 
 
 def _disk_full(err: BaseException, ctx: HubContext) -> DownloadError:

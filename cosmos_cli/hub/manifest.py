@@ -264,6 +264,4 @@ def check_patterns(patterns: list[str], option: str) -> None:
     """Reject the classic mistake ``.pt`` (matches only a file literally named ".pt") with a one-line fix."""
     for pattern in patterns:
         if pattern.startswith(".") and not any(c in pattern for c in "*?[/"):
-            raise BadInput(
-                f"{option} {pattern!r} is not a glob and matches no real file", f"use '*{pattern}'"
-            )
+            raise BadInput(f"{option} {pattern!r} is not a glob and matches no real file", f"use '*{pattern}'")

@@ -62,13 +62,9 @@ def end_frame_for_time(seconds: float, fps: float, path: Path) -> int:
     nominal fps: exact for constant-frame-rate clips, approximate for variable ones (use ``--end-frame``).
     """
     if not seconds > 0:
-        raise BadInput(
-            f"--end-time must be more than 0 seconds, got {seconds}", "pass a time inside the clip"
-        )
+        raise BadInput(f"--end-time must be more than 0 seconds, got {seconds}", "pass a time inside the clip")
     if not fps > 0:
-        raise BadInput(
-            f"{path}: ffmpeg reports no frame rate, so --end-time cannot be used", "use --end-frame"
-        )
+        raise BadInput(f"{path}: ffmpeg reports no frame rate, so --end-time cannot be used", "use --end-frame")
     return max(0, math.ceil(seconds * fps - 1e-9) - 1)
 
 

@@ -382,9 +382,7 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: floa
         writer.close()
 
 
-def write_mp4(
-    frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, quality: float = 5
-) -> Path:
+def write_mp4(frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, quality: float = 5) -> Path:
     """Write uint8 ``(T, H, W, 3)`` frames as an H.264 mp4, atomically (see :func:`encode_mp4`).
 
     An existing ``path`` is refused unless ``overwrite``; on failure nothing is left at ``path``.

@@ -98,9 +98,7 @@ class ModelArgs:
     def num_params(self) -> int:
         """Parameter count, computed from the shapes (used by memory planning and the benchmarks)."""
         q, kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
-        per_layer = (
-            self.dim * (q + 2 * kv) + q * self.dim + 3 * self.dim * self.ffn_hidden_size + 2 * self.dim
-        )
+        per_layer = self.dim * (q + 2 * kv) + q * self.dim + 3 * self.dim * self.ffn_hidden_size + 2 * self.dim
         per_layer += 2 * self.head_dim if self.qk_norm else 0
         cross = self.dim * q + 2 * self.context_dim * kv + q * self.dim + self.dim
         cross += 2 * self.head_dim if self.qk_norm else 0
@@ -109,15 +107,7 @@ class ModelArgs:
         return total + (self.embedding_rows + self.output_rows) * self.dim
 
     def kv_cache_bytes(self, batch_size: int, bytes_per_element: int = 2) -> int:
-        return (
-            2
-            * self.n_layers
-            * batch_size
-            * self.n_kv_heads
-            * self.max_seq_len
-            * self.head_dim
-            * bytes_per_element
-        )
+        return 2 * self.n_layers * batch_size * self.n_kv_heads * self.max_seq_len * self.head_dim * bytes_per_element
 
     # ---- (de)serialisation ---------------------------------------------------------------------
     @classmethod
@@ -142,9 +132,7 @@ class ModelArgs:
         args = cls(**kwargs)
         for key in ("embedding_rows", "output_rows", "max_seq_len"):
             if key in data and data[key] != getattr(args, key):
-                raise ValueError(
-                    f"{key}={data[key]} in the config disagrees with the derived {getattr(args, key)}"
-                )
+                raise ValueError(f"{key}={data[key]} in the config disagrees with the derived {getattr(args, key)}")
         return args
 
     def to_json(self) -> dict:
@@ -187,9 +175,7 @@ PRESETS: dict[str, ModelArgs] = {
         default_top_p=0.9,
         **_BASE_12B,
     ),
-    "13b-video2world": ModelArgs(
-        name="cosmos-13b-video2world", yarn=YarnArgs(), default_top_p=0.8, **_BASE_12B
-    ),
+    "13b-video2world": ModelArgs(name="cosmos-13b-video2world", yarn=YarnArgs(), default_top_p=0.8, **_BASE_12B),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -72,9 +72,8 @@ class SampleResult:
     exception: BaseException | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("exception")
-        return data
+        """The JSON-able fields (the exception object stays in memory: its message is ``error``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "exception"}
 
 
 class VideoPipeline:
@@ -346,7 +345,7 @@ class VideoPipeline:
                     )  # fmt: skip
                 stats = stage.generator.stats
                 decoding = {"mode": self.config.decoding, "prefill_s": round(stats.prefill_s, 3),
-                            "decode_s": round(stats.decode_s, 3)}  # fmt: skip
+                            "decode_s": round(stats.decode_s, 3), "warmup_s": round(stats.warmup_s, 3)}  # fmt: skip
                 if hasattr(stats, "summary"):
                     decoding.update(stats.summary())
                 for j, sample in enumerate(batch):

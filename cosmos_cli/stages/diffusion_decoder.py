@@ -76,9 +76,7 @@ class DiffusionDecoderStage(Stage):
             self.to(device)
             return
         cv_dir = self.layout.cv_dir
-        self.layout.require(
-            self.weights_path, cv_dir / "decoder.jit", cv_dir / "mean_std.pt", what="diffusion decoder"
-        )
+        self.layout.require(self.weights_path, cv_dir / "decoder.jit", cv_dir / "mean_std.pt", what="diffusion decoder")
         with torch.device("meta"):
             net = DiffusionDecoderDiT(self.architecture())
         load_network(net, load_state_dict_file(self.weights_path), source=str(self.weights_path), assign=True)

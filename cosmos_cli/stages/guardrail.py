@@ -81,9 +81,7 @@ class TextGuardrailStage(Stage):
         if self.mode == "full" and self._aegis is None:
             from cosmos_cli.guardrail.aegis import Aegis
 
-            self._aegis = _load_or_explain(
-                "Aegis model", lambda: Aegis.load(self.layout, torch.device(device))
-            )
+            self._aegis = _load_or_explain("Aegis model", lambda: Aegis.load(self.layout, torch.device(device)))
 
     def modules(self) -> list[torch.nn.Module]:
         return [self._aegis.model] if self._aegis is not None else []
@@ -130,9 +128,7 @@ class VideoGuardrailStage(Stage):
         if self._content is None:
             from cosmos_cli.guardrail.video_filter import VideoContentFilter
 
-            self._content = _load_or_explain(
-                "video classifier", lambda: VideoContentFilter.load(self.layout, device)
-            )
+            self._content = _load_or_explain("video classifier", lambda: VideoContentFilter.load(self.layout, device))
         if self._faces is None:
             from cosmos_cli.guardrail.face_blur import FaceBlurFilter, load_retinaface
 
@@ -156,25 +152,17 @@ class VideoGuardrailStage(Stage):
 
         ``frames`` is the decoded video, uint8 ``(T, H, W, 3)`` RGB; it is not modified.
         """
-        if (
-            not isinstance(frames, np.ndarray)
-            or frames.dtype != np.uint8
-            or frames.ndim != 4
-            or frames.shape[-1] != 3
-        ):
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError("VideoGuardrailStage.run() expects a uint8 (T, H, W, 3) numpy array")
         if not self.active:
             return frames, 0
         if self._content is None or self._faces is None:
             raise RuntimeError("VideoGuardrailStage.run() called before load()")
-        unsafe = _run_check(
-            "video", "video_content_safety_filter", VIDEO_EXIT_CODE, self._content.first_unsafe, frames
-        )
+        unsafe = _run_check("video", "video_content_safety_filter", VIDEO_EXIT_CODE, self._content.first_unsafe, frames)
         if unsafe is not None:
             index, class_name = unsafe
             raise GuardrailBlocked(
-                "guardrail blocked the video "
-                f"(video_content_safety_filter: frame {index} classified as {class_name})",
+                f"guardrail blocked the video (video_content_safety_filter: frame {index} classified as {class_name})",
                 VIDEO_EXIT_CODE,
             )
         return _run_check("video", "face_blur_filter", VIDEO_EXIT_CODE, self._faces.run, frames)

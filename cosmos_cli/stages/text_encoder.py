@@ -105,17 +105,11 @@ class TextEncoderStage(Stage):
     def _check_files(self) -> None:
         hint = "run: cosmos-cli download to fetch google-t5/t5-11b"
         if not (self.model_dir / "config.json").is_file():
-            raise ModelNotDownloaded(
-                f"T5 text encoder not found: {self.model_dir / 'config.json'} is missing", hint
-            )
+            raise ModelNotDownloaded(f"T5 text encoder not found: {self.model_dir / 'config.json'} is missing", hint)
         if not any((self.model_dir / name).is_file() for name in WEIGHT_FILES):
-            raise ModelNotDownloaded(
-                f"T5 weights missing in {self.model_dir} (expected pytorch_model.bin)", hint
-            )
+            raise ModelNotDownloaded(f"T5 weights missing in {self.model_dir} (expected pytorch_model.bin)", hint)
         if not any((self.model_dir / name).is_file() for name in TOKENIZER_FILES):
-            raise ModelNotDownloaded(
-                f"T5 tokenizer missing in {self.model_dir} (expected tokenizer.json)", hint
-            )
+            raise ModelNotDownloaded(f"T5 tokenizer missing in {self.model_dir} (expected tokenizer.json)", hint)
 
     def modules(self) -> list[torch.nn.Module]:
         return [self._model] if self._model is not None else []

@@ -183,8 +183,7 @@ class VideoTokenizerStage(Stage):
         video = torch.cat(videos, dim=0).float()
         if video.shape[2] != self.pixel_chunk_duration:
             raise CheckpointMismatch(
-                f"{self.decoder_path} returned {video.shape[2]} frames per chunk, "
-                f"expected {self.pixel_chunk_duration}",
+                f"{self.decoder_path} returned {video.shape[2]} frames per chunk, expected {self.pixel_chunk_duration}",
                 "use the DV8x16x16 tokenizer (8x temporal compression)",
             )
         c, tt, hh, ww = video.shape[1:]

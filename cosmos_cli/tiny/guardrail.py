@@ -79,9 +79,7 @@ TINY = StandinSizes(
         image_size=32,
         patch_size=8,
     ),
-    siglip_text=dict(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
-    ),
+    siglip_text=dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2),
 )
 
 REAL = StandinSizes(
@@ -125,9 +123,7 @@ def write_tiny_guardrail(
     faces: Faces = "none",
 ) -> Path:
     """Write ``root/Cosmos-1.0-Guardrail/`` with tiny stand-ins (replacing an old copy); return its path."""
-    return write_guardrail_standins(
-        root, TINY, seed, llm_answer=llm_verdict, video_verdict=video_verdict, faces=faces
-    )
+    return write_guardrail_standins(root, TINY, seed, llm_answer=llm_verdict, video_verdict=video_verdict, faces=faces)
 
 
 def write_guardrail_standins(
@@ -210,9 +206,7 @@ def write_minimal_nltk_data(folder: Path, lemmas: list[str]) -> None:
         (wordnet / f"{pos}.exc").write_text("")
     (wordnet / "lexnames").write_text("00\tadj.all\t3\n")
     # "<lemma> <pos> <synsets> <pointers> <senses> <tagged senses> <synset offsets...>"
-    (wordnet / "index.noun").write_text(
-        "".join(f"{w} n 1 0 1 0 {i:08d}\n" for i, w in enumerate(sorted(lemmas)))
-    )
+    (wordnet / "index.noun").write_text("".join(f"{w} n 1 0 1 0 {i:08d}\n" for i, w in enumerate(sorted(lemmas))))
     punkt = folder / "tokenizers" / "punkt_tab" / "english"
     punkt.mkdir(parents=True)
     for name in ("collocations.tab", "sent_starters.txt", "ortho_context.tab"):
@@ -255,9 +249,7 @@ def write_llama_tokenizer(folder: Path, vocab: list[str]) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "unk_token": "<unk>"}, indent=2))
 
 
-def write_aegis(
-    cache_dir: Path, sizes: StandinSizes, answer: str, device: str | torch.device = "cpu"
-) -> None:
+def write_aegis(cache_dir: Path, sizes: StandinSizes, answer: str, device: str | torch.device = "cpu") -> None:
     """LlamaGuard stand-in (weights, tokenizer) and a LoRA adapter for it, in the Hub cache layout."""
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -289,26 +281,20 @@ def write_aegis(
     with quiet_transformers(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.save_pretrained(base)
-        adapter = get_peft_model(
-            model, LoraConfig(task_type="CAUSAL_LM", init_lora_weights=False, **sizes.lora)
-        )
+        adapter = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", init_lora_weights=False, **sizes.lora))
         adapter_dir = _snapshot_dir(cache_dir, AEGIS_ADAPTER_REPO)
         adapter.save_pretrained(adapter_dir, save_embedding_layers=False)
     write_llama_tokenizer(base, vocab)
     # Named after the real base only now: peft would try to reach the Hub to look that name up while saving.
     adapter_config = adapter_dir / "adapter_config.json"
     config_data = json.loads(adapter_config.read_text())
-    adapter_config.write_text(
-        json.dumps({**config_data, "base_model_name_or_path": LLAMAGUARD_REPO}, indent=2)
-    )
+    adapter_config.write_text(json.dumps({**config_data, "base_model_name_or_path": LLAMAGUARD_REPO}, indent=2))
 
 
 # --- video content safety filter ----------------------------------------------------------------------------
 
 
-def write_video_filter(
-    folder: Path, sizes: StandinSizes, verdict: Verdict, device: str | torch.device = "cpu"
-) -> None:
+def write_video_filter(folder: Path, sizes: StandinSizes, verdict: Verdict, device: str | torch.device = "cpu") -> None:
     """SigLIP (whole ``SiglipModel``, as the real repo) in the Hub cache layout, and ``safety_filter.pt``."""
     from transformers import SiglipConfig, SiglipModel
 

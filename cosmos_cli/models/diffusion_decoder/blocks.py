@@ -236,8 +236,7 @@ class TransformerBlock(nn.Module):
     ):
         super().__init__()
         self.blocks = nn.ModuleList(
-            AdaLNSubBlock(t, dim, context_dim, num_heads, mlp_hidden, use_adaln_lora, lora_dim)
-            for t in block_types
+            AdaLNSubBlock(t, dim, context_dim, num_heads, mlp_hidden, use_adaln_lora, lora_dim) for t in block_types
         )
 
     def forward(

@@ -43,9 +43,7 @@ class DiTConfig:
 
     def __post_init__(self) -> None:
         if self.model_channels % self.num_heads:
-            raise ValueError(
-                f"model_channels {self.model_channels} is not a multiple of num_heads {self.num_heads}"
-            )
+            raise ValueError(f"model_channels {self.model_channels} is not a multiple of num_heads {self.num_heads}")
         unknown = [b for b in self.block_types if b not in ("fa", "ca", "mlp")]
         if unknown:
             raise ValueError(f"unknown block types {unknown} in block_config {self.block_config!r}")
@@ -78,11 +76,7 @@ class DiTConfig:
         return self.patch_spatial**2 * self.patch_temporal * self.out_channels
 
     def num_tokens(self, latent_t: int, latent_h: int, latent_w: int) -> int:
-        return (
-            (latent_t // self.patch_temporal)
-            * (latent_h // self.patch_spatial)
-            * (latent_w // self.patch_spatial)
-        )
+        return (latent_t // self.patch_temporal) * (latent_h // self.patch_spatial) * (latent_w // self.patch_spatial)
 
     def num_params(self) -> int:
         """Parameter count from the shapes (memory planning, benchmark reports)."""
@@ -107,9 +101,7 @@ class DiTConfig:
             + d * int(self.affline_emb_norm)
         )
 
-    def forward_flops(
-        self, latent_t: int, latent_h: int, latent_w: int, context_len: int, batch: int = 1
-    ) -> float:
+    def forward_flops(self, latent_t: int, latent_h: int, latent_w: int, context_len: int, batch: int = 1) -> float:
         """Matmul FLOPs of one forward (2 per multiply-add; attention scores and values included)."""
         n = self.num_tokens(latent_t, latent_h, latent_w)
         d, m = self.model_channels, context_len
@@ -131,9 +123,7 @@ class DiTConfig:
         config = cls(**{k: v for k, v in data.items() if k in known})
         for key in ("head_dim", "patch_in_features"):
             if key in data and data[key] != getattr(config, key):
-                raise ValueError(
-                    f"{key}={data[key]} in the config disagrees with the derived {getattr(config, key)}"
-                )
+                raise ValueError(f"{key}={data[key]} in the config disagrees with the derived {getattr(config, key)}")
         return config
 
     def to_json(self) -> dict:

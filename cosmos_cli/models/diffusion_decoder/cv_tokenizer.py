@@ -47,9 +47,7 @@ class CVDecoder(nn.Module):
         return self.latent_mean.shape[2]
 
     @classmethod
-    def load(
-        cls, folder: Path, device: torch.device, dtype: torch.dtype, sigma_data: float = 0.5
-    ) -> CVDecoder:
+    def load(cls, folder: Path, device: torch.device, dtype: torch.dtype, sigma_data: float = 0.5) -> CVDecoder:
         """Read ``decoder.jit`` and ``mean_std.pt`` from a ``Cosmos-1.0-Tokenizer-CV8x8x8`` folder."""
         path = Path(folder) / "decoder.jit"
         try:
@@ -73,16 +71,10 @@ class CVDecoder(nn.Module):
         in_dtype = latent.dtype
         b, c, t, h, w = latent.shape
         if c != LATENT_CHANNELS or t % self.latent_chunk:
-            raise ValueError(
-                f"latent {tuple(latent.shape)}: need 16 channels and a multiple of {self.latent_chunk}"
-            )
+            raise ValueError(f"latent {tuple(latent.shape)}: need 16 channels and a multiple of {self.latent_chunk}")
         z = latent / self.sigma_data
         n = t // self.latent_chunk
-        z = (
-            z.reshape(b, c, n, self.latent_chunk, h, w)
-            .transpose(1, 2)
-            .reshape(b * n, c, self.latent_chunk, h, w)
-        )
+        z = z.reshape(b, c, n, self.latent_chunk, h, w).transpose(1, 2).reshape(b * n, c, self.latent_chunk, h, w)
         z = z * self.latent_std.to(in_dtype) + self.latent_mean.to(in_dtype)
         dtype = self.latent_std.dtype
         pixels = self.decoder(z.to(dtype)).to(in_dtype)
@@ -103,9 +95,7 @@ def read_mean_std(path: Path, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         mean, std = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - unreadable or not a pair: one user-facing problem
-        raise CheckpointMismatch(
-            f"cannot read {path} as (mean, std)", "download the CV8x8x8 tokenizer again"
-        ) from err
+        raise CheckpointMismatch(f"cannot read {path} as (mean, std)", "download the CV8x8x8 tokenizer again") from err
     out = []
     for t in (mean, std):
         if t.numel() % LATENT_CHANNELS or t.numel() // LATENT_CHANNELS < chunk:

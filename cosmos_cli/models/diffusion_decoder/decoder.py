@@ -45,9 +45,7 @@ def output_frames(latent_frames: int) -> int:
     return n * pixel_frames(WINDOW) - OVERLAP * (n - 1) if n else 0
 
 
-def initial_noise(
-    shape: tuple[int, ...], seed: int, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
+def initial_noise(shape: tuple[int, ...], seed: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``torch.randn`` from a fresh generator on ``device`` (on CUDA, seed 1, bf16: NVIDIA's draw)."""
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
@@ -57,9 +55,7 @@ def initial_noise(
 class DiffusionDecoder:
     """The whole token -> pixel path around a loaded DiT and CV decoder (no loading, no offloading)."""
 
-    def __init__(
-        self, net: DiffusionDecoderDiT, cv_decoder: CVDecoder, settings: SamplerSettings, seed: int = 1
-    ):
+    def __init__(self, net: DiffusionDecoderDiT, cv_decoder: CVDecoder, settings: SamplerSettings, seed: int = 1):
         self.net = net
         self.cv_decoder = cv_decoder
         self.settings = settings
@@ -69,11 +65,7 @@ class DiffusionDecoder:
         cfg = self.net.config
         if tokens.ndim != 4 or tokens.is_floating_point():
             raise BadInput(f"DV tokens must be an integer tensor [B, T, H, W], got {tuple(tokens.shape)}")
-        if (
-            context.ndim != 3
-            or context.shape[0] != tokens.shape[0]
-            or context.shape[2] != cfg.crossattn_emb_channels
-        ):
+        if context.ndim != 3 or context.shape[0] != tokens.shape[0] or context.shape[2] != cfg.crossattn_emb_channels:
             raise BadInput(
                 f"text embedding {tuple(context.shape)} does not fit tokens {tuple(tokens.shape)}",
                 f"pass a [B, L, {cfg.crossattn_emb_channels}] T5 embedding, one per video",
@@ -105,15 +97,10 @@ class DiffusionDecoder:
         """
         self.validate(tokens, context, num_frames)
         return torch.stack(
-            [
-                self._decode_one(tokens[i], context[i : i + 1], num_frames, on_call)
-                for i in range(tokens.shape[0])
-            ]
+            [self._decode_one(tokens[i], context[i : i + 1], num_frames, on_call) for i in range(tokens.shape[0])]
         )
 
-    def _decode_one(
-        self, tokens: torch.Tensor, context: torch.Tensor, num_frames: int, on_call
-    ) -> torch.Tensor:
+    def _decode_one(self, tokens: torch.Tensor, context: torch.Tensor, num_frames: int, on_call) -> torch.Tensor:
         weight = self.net.x_embedder.proj[1].weight
         device, dtype = weight.device, weight.dtype
         s = self.settings

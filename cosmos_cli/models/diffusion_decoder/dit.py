@@ -73,9 +73,7 @@ class DiffusionDecoderDiT(nn.Module):
         self.affline_norm = RMSNorm(d) if c.affline_emb_norm else nn.Identity()
 
     # ---- pieces (also what the golden check compares) ------------------------------------------
-    def embed(
-        self, x: torch.Tensor, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` ``[B, C, T, H, W]`` (already ``c_in * x_t``), ``tokens`` ``[B, 1, T, H/2, W/2]`` ->
         patch embeddings ``[B, T', H', W', D]``."""
         b, _, t, h, w = x.shape
@@ -137,9 +135,7 @@ def compile_blocks(net: DiffusionDecoderDiT, **options) -> None:
     net.final_layer.compile(fullgraph=True, **options)
 
 
-def init_random_(
-    net: DiffusionDecoderDiT, generator: torch.Generator | None = None, std: float = 0.02
-) -> None:
+def init_random_(net: DiffusionDecoderDiT, generator: torch.Generator | None = None, std: float = 0.02) -> None:
     """Random weights for tests, tiny checkpoints and benchmarks (every parameter non-zero, norms near 1).
 
     Draws on the parameters' own device (``generator`` must live there too), so a 7B benchmark model
