@@ -148,3 +148,17 @@ def test_required_diffusion_decoder_missing_is_one_line(tiny_checkpoints, tmp_pa
     argv = ["--input", str(clip), "--prompt", PROMPT, "--output-dir", str(tmp_path / "o")]
     assert generate(root, *argv) == 0
     assert json.loads((tmp_path / "o/input/generation.json").read_text())["decoder"] == "dv_tokenizer"
+
+
+def test_dd_seed_fixes_the_decoder_noise_and_nvidia_spellings_run(tiny_checkpoints, tmp_path):
+    clip = shared_path("data", "clips", "input.mp4")
+    videos = {}
+    for name, dd_seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        argv = ["--input", str(clip), "--prompt", PROMPT, "--output-dir", str(tmp_path), "--video-save-name", name,
+                "--dd-seed", dd_seed, "--enforce-eager", "--offload_guardrail_models", "--temperature=0"]  # fmt: skip
+        assert generate(tiny_checkpoints, *argv) == 0
+        record = json.loads((tmp_path / name / "generation.json").read_text())
+        assert record["decoder"] == "diffusion_decoder" and record["config"]["compile"] is False
+        videos[name] = read_mp4(tmp_path / name / f"{name}.mp4")
+    assert np.array_equal(videos["a"], videos["b"])  # greedy tokens, same decoder noise
+    assert not np.array_equal(videos["a"], videos["c"])  # only the decoder's seed differs
