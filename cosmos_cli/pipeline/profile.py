@@ -156,9 +156,9 @@ class _ARMeter:
     def _zero() -> dict:
         return dict(prefill_s=0.0, decode_s=0.0, warmup_s=0.0, tokens=0, requested=0, calls=0, batch=0)
 
-    def __call__(self, prompt, context, num_new, params, seeds, on_progress=None):
+    def __call__(self, prompt, context, num_new, params, seeds, **callbacks):
         n = min(num_new, self.max_tokens) if self.max_tokens > 0 else num_new
-        new = self.original(prompt, context, n, params, seeds, on_progress=on_progress)
+        new = self.original(prompt, context, n, params, seeds, **callbacks)
         stats = getattr(self.stage.generator, "stats", None)
         t = self.totals
         for key in ("prefill_s", "decode_s", "warmup_s"):
