@@ -112,9 +112,9 @@ def main() -> None:
     p.add_argument("--tiny", action="store_true", help="tiny stand-ins instead of the real shapes")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--stages", default="text,video", help="comma list of: text, video")
-    p.add_argument("--frames", type=int, default=33, help="frames per video (Cosmos AR 5B: 33)")
-    p.add_argument("--height", type=int, default=640)
-    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--frames", type=int, default=None, help="frames per video (default 33, the 5B's; --tiny: 9)")
+    p.add_argument("--height", type=int, default=None, help="default 640 (--tiny: 64)")
+    p.add_argument("--width", type=int, default=None, help="default 1024 (--tiny: 96)")
     p.add_argument("--faces", choices=["none", "everywhere"], default="none", help="forced detections")
     p.add_argument("--repeats", type=int, default=2, help="timed calls per check (the first includes warm-up)")
     p.add_argument("--workdir", type=Path, default=None, help="where the stand-in files go (default: a temp dir)")
@@ -147,7 +147,9 @@ def main() -> None:
             torch.cuda.empty_cache()
         if "video" in stages:
             rng = np.random.default_rng(0)
-            frames = rng.integers(0, 256, size=(args.frames, args.height, args.width, 3), dtype=np.uint8)
+            shape = (args.frames or (9 if args.tiny else 33), args.height or (64 if args.tiny else 640),
+                     args.width or (96 if args.tiny else 1024), 3)  # fmt: skip
+            frames = rng.integers(0, 256, size=shape, dtype=np.uint8)
             rows.append(bench_video(folder, device, frames, args.repeats))
             print(json.dumps(rows[-1]), flush=True)
 
