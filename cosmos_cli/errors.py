@@ -58,10 +58,6 @@ class DistributedError(CosmosError):
     """torchrun / process-group misconfiguration, or a failure on another rank."""
 
 
-class NotBuiltYet(CosmosError):
-    """A subcommand or option that this version does not implement yet (never a fake success)."""
-
-
 class GuardrailBlocked(CosmosError):
     """The guardrail refused a prompt (exit 3) or a generated video (exit 4)."""
 
