@@ -166,8 +166,15 @@ def test_plan_command_prints_and_writes_the_estimate(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["kind"] == "estimate" and report["gpu_memory_gib"] == 24
     rows = {r["strategy"]: r for r in report["rows"]}
-    assert list(rows) == ["none", "guardrails", "guardrails+t5", "guardrails+t5+dd", "all-but-ar", "all", "auto"]
+    assert list(rows) == ["none", "guardrails", "guardrails+t5", "guardrails+t5+dd", "all-but-ar", "all",
+                          "all-stream", "auto"]  # fmt: skip
     assert rows["none"]["nvidia"] == "66.2 GB" and rows["all"]["nvidia"] == "21.1 GB"
+    # Streaming the big stages leaves the AR stage the largest: under AR weights + KV cache + 2 GiB.
+    stream = rows["all-stream"]
+    assert stream["nvidia"] is None and stream["peak_stage"] == "ar_model"
+    assert stream["peak_gib"] < 11.3 < rows["all"]["peak_gib"]
+    assert stream["policy"]["diffusion_decoder"] == "stream" and stream["policy"]["ar_model"] == "cpu"
+    assert stream["bring_in_s_per_batch"] > rows["all"]["bring_in_s_per_batch"]  # blocks once per pass
     assert not rows["none"]["fits"] and rows["all"]["fits"] and rows["auto"]["fits"]
     assert rows["all"]["peak_stage"] == "diffusion_decoder"
     assert rows["auto"]["bring_in_s_per_batch"] <= rows["all"]["bring_in_s_per_batch"]

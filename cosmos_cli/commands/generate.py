@@ -353,7 +353,7 @@ def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], a
 
 
 def _placements(offload: OffloadAll, placement: list[str] | None, flags: dict) -> dict[str, str]:
-    from cosmos_cli.pipeline.offload import PLACEMENTS, STAGE_NAMES
+    from cosmos_cli.pipeline.offload import PLACEMENTS, STAGE_NAMES, check_placement
 
     chosen = dict.fromkeys(STAGE_NAMES, "cpu") if offload == OffloadAll.all else {}
     for flag, stages in OFFLOAD_FLAGS.items():
@@ -364,8 +364,9 @@ def _placements(offload: OffloadAll, placement: list[str] | None, flags: dict) -
         if stage not in STAGE_NAMES or where not in PLACEMENTS:
             raise BadInput(
                 f"bad --placement {item!r}",
-                f"use STAGE=WHERE with STAGE in {', '.join(STAGE_NAMES)} and WHERE gpu|cpu|disk",
+                f"use STAGE=WHERE with STAGE in {', '.join(STAGE_NAMES)} and WHERE {'|'.join(PLACEMENTS)}",
             )
+        check_placement(stage, where)
         chosen[stage] = where
     return chosen
 

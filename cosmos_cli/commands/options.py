@@ -57,7 +57,10 @@ OffloadArModelOpt = Annotated[bool, typer.Option("--offload-ar-model")]
 OffloadDiffusionDecoderOpt = Annotated[bool, typer.Option("--offload-diffusion-decoder")]
 PlacementOpt = Annotated[
     list[str] | None,
-    typer.Option("--placement", help="STAGE=gpu|cpu|disk, e.g. ar_model=cpu (repeatable)."),
+    typer.Option(
+        "--placement",
+        help="STAGE=gpu|cpu|disk|stream, e.g. ar_model=cpu or diffusion_decoder=stream (repeatable; docs/offload.md).",
+    ),
 ]
 DisableDiffusionDecoderOpt = Annotated[
     bool, typer.Option("--disable-diffusion-decoder", help="Decode with the DV8x16x16 tokenizer instead.")

@@ -1,5 +1,7 @@
 """Where each stage lives between uses: ``gpu`` (resident), ``cpu`` (pinned host memory, moved to the GPU
-only while it runs) or ``disk`` (read when needed, freed after).
+only while it runs), ``stream`` (pinned host memory; while it runs only its non-block weights are on the GPU
+and its repeated blocks are brought in one at a time: :mod:`cosmos_cli.pipeline.streaming`) or ``disk`` (read
+when needed, freed after).
 
 NVIDIA's "offload" is our ``disk``: it deletes each model and re-reads it for every sample. ``cpu`` costs
 one host->device copy per stage per batch instead: the first time a stage is put away its weights are
@@ -28,8 +30,9 @@ import torch
 from cosmos_cli.console import warn
 from cosmos_cli.errors import BadInput
 from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.pipeline.streaming import BlockStream, detached, stage_blocks
 
-PLACEMENTS = ("gpu", "cpu", "disk")
+PLACEMENTS = ("gpu", "cpu", "disk", "stream")
 STAGE_NAMES = (
     "text_guardrail",
     "text_encoder",
@@ -40,9 +43,24 @@ STAGE_NAMES = (
 )
 """The pipeline's stages in the order they run (the data-driven offload sequence)."""
 
+NOT_STREAMABLE = {
+    "ar_model": "use gpu or cpu for it: its decode step is captured as CUDA graphs over fixed weight addresses "
+    "and reads every weight for each token, so streaming would be bound by the host link",
+    "video_tokenizer": "use gpu or cpu for it: it is TorchScript without repeated blocks, and small",
+}
+"""Stages that cannot use ``stream`` placement, and what to use instead."""
+
 HOST_HEADROOM = 0.9
 """Fraction of the host's available memory that parked weights may take; the rest is left to the OS."""
 PAGE = 4096
+
+
+def check_placement(stage: str, where: str) -> None:
+    """Raise :class:`BadInput` for an unknown placement, or ``stream`` for a stage that cannot stream."""
+    if where not in PLACEMENTS:
+        raise BadInput(f"unknown placement {where!r} for {stage}", f"use one of {', '.join(PLACEMENTS)}")
+    if where == "stream" and stage in NOT_STREAMABLE:
+        raise BadInput(f"{stage} cannot use stream placement", NOT_STREAMABLE[stage])
 
 
 def available_host_bytes() -> int:
@@ -108,8 +126,11 @@ class StageRecord:
     """Parking in host memory or freeing (``disk``)."""
     loads: int = 0
     moves: int = 0
-    """Host -> device copies of the whole stage."""
+    """Host -> device copies of the whole stage (``stream``: of its non-block weights)."""
+    block_copies: int = 0
+    """``stream``: blocks brought in one at a time (every block, every forward pass)."""
     bytes_moved: int = 0
+    """Bytes copied host -> device (``stream``: the non-block weights once per use plus every block copy)."""
     peak_allocated: int = 0
     """Most GPU memory allocated by tensors while the stage was in (other stages' residents included)."""
     peak_reserved: int = 0
@@ -132,13 +153,14 @@ class Placements:
         self.device = torch.device(device)
         self.policy = dict.fromkeys(STAGE_NAMES, "gpu") | (policy or {})
         for name, where in self.policy.items():
-            if where not in PLACEMENTS:
-                raise BadInput(f"unknown placement {where!r} for {name}", f"use one of {', '.join(PLACEMENTS)}")
+            check_placement(name, where)
         self.offload = self.device.type == "cuda" if offload is None else offload
         self.records: dict[str, StageRecord] = {}
         self._parked: set[str] = set()
         self._host: dict[str, dict[str, tuple[torch.Tensor, int | None]]] = {}
         """Per stage: parameter key -> (host copy, data_ptr of the device copy made from it at bring-in)."""
+        self._streams: dict[str, BlockStream] = {}
+        """``stream`` stages in use: the hooks bringing their blocks in."""
 
     @property
     def moves(self) -> dict[str, int]:
@@ -174,8 +196,13 @@ class Placements:
                 record.peak_allocated = max(record.peak_allocated, torch.cuda.max_memory_allocated(self.device))
                 record.peak_reserved = max(record.peak_reserved, torch.cuda.max_memory_reserved(self.device))
             put_away = time.perf_counter()
+            streaming = self._streams.pop(stage.name, None)
+            if streaming is not None:
+                streaming.close()
+                record.block_copies += streaming.copies
+                record.bytes_moved += streaming.bytes
             where = self.placement(stage)
-            if where == "cpu":
+            if where in ("cpu", "stream"):
                 self._park(stage)
             elif where == "disk":
                 self._drop(stage)
@@ -187,15 +214,16 @@ class Placements:
             record.placement = self.placement(stage)
 
     def prepare(self, stage: Stage) -> None:
-        """Bring a stage to its between-uses state now: ``gpu`` loaded, ``cpu`` loaded and parked in host
-        memory, ``disk`` nothing. A server does this at start-up so the first request pays no load."""
+        """Bring a stage to its between-uses state now: ``gpu`` loaded, ``cpu`` and ``stream`` loaded and
+        parked in host memory (``stream`` loads on the host: the stage need not fit on the GPU), ``disk``
+        nothing. A server does this at start-up so the first request pays no load."""
         where = self.placement(stage)
         if where == "disk" or stage.name in self._parked:
             return
         if not stage.loaded:
-            stage.load(self.device)
+            stage.load(torch.device("cpu") if where == "stream" else self.device)
             self.records.setdefault(stage.name, StageRecord(stage.name, where)).loads += 1
-        if where == "cpu":
+        if where in ("cpu", "stream"):
             self._park(stage)
 
     def release(self, stage: Stage) -> None:
@@ -205,7 +233,9 @@ class Placements:
 
     # ---- moves ---------------------------------------------------------------------------------
     def _bring_in(self, stage: Stage, record: StageRecord) -> None:
-        if stage.name in self._parked:
+        if self.placement(stage) == "stream":
+            self._stream_in(stage, record)
+        elif stage.name in self._parked:
             record.bytes_moved += self._fetch(stage)
             record.moves += 1
         elif not stage.loaded:
@@ -222,6 +252,32 @@ class Placements:
                 cache[key] = (host[key], param.data_ptr())
         self._parked.discard(stage.name)
         return tensor_bytes(host.values())
+
+    def _stream_in(self, stage: Stage, record: StageRecord) -> None:
+        """``stream``: the non-block weights to the device, hooks on the blocks (which stay on their host
+        copies until they run). A stage seen for the first time is loaded on the host and parked first."""
+        if stage.name not in self._parked:
+            if not stage.loaded:
+                stage.load(torch.device("cpu"))
+                record.loads += 1
+            self._park(stage)
+            if self.placement(stage) != "stream":  # no room in host memory: fell back to disk
+                stage.load(self.device)
+                record.loads += 1
+                return
+        containers = stage_blocks(stage)
+        host = {key: param.data for key, param in named_parameters(stage)}
+        with detached(containers, stage.modules()):
+            moved = tensor_bytes(param for _, param in named_parameters(stage))
+            stage.to(self.device)
+        cache = self._host.setdefault(stage.name, {})
+        for key, param in named_parameters(stage):
+            if key in host:  # blocks still on their host copies: the put-away recognises them alike
+                cache[key] = (host[key], param.data_ptr())
+        self._parked.discard(stage.name)
+        self._streams[stage.name] = BlockStream(containers, self.device)
+        record.moves += 1
+        record.bytes_moved += moved
 
     def _park(self, stage: Stage) -> None:
         """Device -> host. A parameter whose device tensor is still the one made from a kept host copy goes
@@ -261,6 +317,9 @@ class Placements:
         _free_device_memory()
 
     def _drop(self, stage: Stage) -> None:
+        streaming = self._streams.pop(stage.name, None)
+        if streaming is not None:
+            streaming.close()
         stage.unload()
         self._parked.discard(stage.name)
         self._host.pop(stage.name, None)

@@ -15,6 +15,13 @@ table. ``offload-profile`` measures the same quantities on a GPU; ``docs/offload
 
 Moving a stage costs its weights over the host->device link once per batch (``cpu``), or a read from disk
 (``disk``); the placement chooser minimises that cost subject to the GPU budget and free host memory.
+
+A ``stream`` stage (:mod:`cosmos_cli.pipeline.streaming`) holds only its non-block weights and its two largest
+blocks on the GPU while it runs (``StageSize.stream_weights``: the blocks are found on the same meta-device
+builds by the same finder the placement uses), but copies every block again for each forward pass
+(``passes``). Its cost is counted as if no copy overlapped compute: (non-block weights + passes x block
+weights) at the host->device rate, an upper bound; so the chooser takes ``stream`` only where nothing faster
+fits.
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ T5_GROUP = 8
 """Prompts the pipeline encodes together (``VideoPipeline._stage_text_encoder``)."""
 GUARD_FRAMES = 8
 """Frames per SigLIP / RetinaFace call (``BATCH_FRAMES`` of the video guardrail)."""
+GUARD_FORWARDS = 3
+"""LlamaGuard forward passes per prompt: the prefill and the decode steps of ``safe`` + ``</s>`` (an unsafe
+verdict takes a few more)."""
 
 T5_11B = dict(
     d_model=1024, d_ff=65536, num_layers=24, num_heads=128, d_kv=128, vocab_size=32128, feed_forward_proj="relu"
@@ -72,10 +82,26 @@ class StageSize:
     kept: int = 0
     """Part of ``work`` that stays allocated after the stage while it stays on the GPU (the AR model's KV
     cache and context K/V, reused by the next batch's captured decode graph)."""
+    streamed: int = 0
+    """Bytes of the repeated blocks ``stream`` placement brings in one at a time (0: the stage cannot stream)."""
+    window: int = 0
+    """Block bytes on the GPU at once under ``stream``: the two largest blocks of each block list."""
+    passes: int = 1
+    """Forward passes per batch; under ``stream`` each one copies every block again."""
 
     @property
     def host_bytes(self) -> int:
         return self.weights if self.host < 0 else self.host
+
+    @property
+    def stream_weights(self) -> int:
+        """Weights on the GPU while the stage runs under ``stream``: non-block weights + the block window."""
+        return self.weights - self.streamed + self.window
+
+    @property
+    def stream_moved(self) -> int:
+        """Bytes a ``stream`` use copies: the non-block weights once, the blocks once per pass."""
+        return self.weights - self.streamed + self.passes * self.streamed
 
     def as_dict(self) -> dict:
         return asdict(self) | {"host": self.host_bytes}
@@ -90,6 +116,17 @@ class Footprint:
 
     def __add__(self, other: Footprint) -> Footprint:
         return Footprint(self.device + other.device, self.host + other.host)
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """A module's repeated blocks as ``stream`` placement sees them: all their bytes, and the two largest."""
+
+    streamed: int = 0
+    window: int = 0
+
+    def __add__(self, other: Blocks) -> Blocks:
+        return Blocks(self.streamed + other.streamed, self.window + other.window)
 
 
 @dataclass(frozen=True)
@@ -124,9 +161,28 @@ def module_bytes(build: Callable[[], torch.nn.Module], dtype_bytes: int | None) 
 
     The module is built on the meta device: no memory, a few milliseconds even for 11B parameters.
     """
+    return module_sizes(build, dtype_bytes)[0]
+
+
+def module_sizes(build: Callable[[], torch.nn.Module], dtype_bytes: int | None) -> tuple[Footprint, Blocks]:
+    """:func:`module_bytes` and the module's repeated blocks (:func:`~cosmos_cli.pipeline.streaming.find_blocks`,
+    the finder ``stream`` placement uses), from one meta-device build."""
     with torch.device("meta"):
         module = build()
-    return _footprint(itertools.chain(module.parameters(), module.buffers()), dtype_bytes)
+    footprint = _footprint(itertools.chain(module.parameters(), module.buffers()), dtype_bytes)
+    return footprint, block_bytes(module, dtype_bytes)
+
+
+def block_bytes(module: torch.nn.Module, dtype_bytes: int | None) -> Blocks:
+    from cosmos_cli.pipeline.streaming import block_list, find_blocks
+
+    container = find_blocks(module)
+    if container is None:
+        return Blocks()
+    sizes = [
+        _footprint(itertools.chain(b.parameters(), b.buffers()), dtype_bytes).device for b in block_list(container)
+    ]
+    return Blocks(sum(sizes), sum(sorted(sizes)[-2:]))
 
 
 def torchscript_bytes(paths: Iterable[Path], dtype_bytes: int) -> Footprint:
@@ -171,8 +227,15 @@ def text_encoder_size(shape: PipelineShape) -> StageSize:
 
     config = T5Config(**shape.t5_config)
     dtype = BYTES[shape.t5_dtype]
-    weights = module_bytes(lambda: T5EncoderModel(config), dtype)
-    return StageSize("text_encoder", weights.device, _work_t5(config, shape, dtype), "shapes", weights.host)
+    weights, blocks = module_sizes(lambda: T5EncoderModel(config), dtype)
+    passes = -(-shape.batch_size // T5_GROUP)
+    work = _work_t5(config, shape, dtype)
+    return StageSize("text_encoder", weights.device, work, "shapes", weights.host, 0, *_stream(blocks, passes))
+
+
+def _stream(blocks: Blocks, passes: int) -> tuple[int, int, int]:
+    """``StageSize``'s ``streamed``, ``window`` and ``passes``."""
+    return blocks.streamed, blocks.window, passes
 
 
 def _work_t5(config, shape: PipelineShape, dtype: int) -> int:
@@ -196,15 +259,20 @@ def tokenizer_size(shape: PipelineShape) -> StageSize:
 
 
 def diffusion_decoder_size(shape: PipelineShape) -> StageSize:
+    from cosmos_cli.models.diffusion_decoder.decoder import num_windows
     from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT
+    from cosmos_cli.models.diffusion_decoder.sampler import SamplerSettings
 
     config = shape.dd_config
-    net = module_bytes(lambda: DiffusionDecoderDiT(config), 2)
+    net, blocks = module_sizes(lambda: DiffusionDecoderDiT(config), 2)
     if shape.cv_weights is not None:
         total, basis = net + shape.cv_weights, "shapes + files"
     else:
         total, basis = net + Footprint(TOKENIZER_WEIGHTS, TOKENIZER_WEIGHTS), "shapes + NVIDIA's table"
-    return StageSize("diffusion_decoder", total.device, _work_dd(config, shape.args), basis, total.host)
+    # Conditional and unconditional run as one batch: one pass per denoiser call, per window, per sample.
+    passes = shape.batch_size * num_windows(shape.args.latent_shape[0]) * SamplerSettings().x0_calls
+    work = _work_dd(config, shape.args)
+    return StageSize("diffusion_decoder", total.device, work, basis, total.host, 0, *_stream(blocks, passes))
 
 
 def _work_dd(config, args) -> int:
@@ -223,8 +291,13 @@ def text_guardrail_size(shape: PipelineShape) -> StageSize | None:
 
     config = LlamaConfig(**shape.llama_config)
     lora = _lora_bytes(config, shape.lora)
-    weights = module_bytes(lambda: LlamaForCausalLM(config), 2) + Footprint(lora, lora)
-    return StageSize("text_guardrail", weights.device, _work_llama(config), "shapes", weights.host)
+    llama, blocks = module_sizes(lambda: LlamaForCausalLM(config), 2)
+    weights = llama + Footprint(lora, lora)
+    if blocks.streamed:  # the adapter lives in the decoder layers, evenly
+        blocks += Blocks(lora, 2 * lora // config.num_hidden_layers)
+    passes = shape.batch_size * GUARD_FORWARDS
+    work = _work_llama(config)
+    return StageSize("text_guardrail", weights.device, work, "shapes", weights.host, 0, *_stream(blocks, passes))
 
 
 def _lora_bytes(config, lora: dict | None) -> int:
@@ -255,12 +328,13 @@ def video_guardrail_size(shape: PipelineShape) -> StageSize | None:
     from cosmos_cli.guardrail.video_filter import VideoSafetyModel
 
     config = SiglipVisionConfig(**shape.siglip_config)
-    weights = (
-        module_bytes(lambda: SiglipVisionModel(config), 4)
-        + module_bytes(lambda: VideoSafetyModel(config.hidden_size), 4)
-        + module_bytes(RetinaFace, 4)
-    )
-    return StageSize("video_guardrail", weights.device, _work_retinaface(shape.args), "shapes", weights.host)
+    weights, blocks = Footprint(), Blocks()
+    for build in (lambda: SiglipVisionModel(config), lambda: VideoSafetyModel(config.hidden_size), RetinaFace):
+        footprint, found = module_sizes(build, 4)
+        weights, blocks = weights + footprint, blocks + found
+    passes = shape.batch_size * -(-shape.args.num_video_frames // GUARD_FRAMES)
+    work = _work_retinaface(shape.args)
+    return StageSize("video_guardrail", weights.device, work, "shapes", weights.host, 0, *_stream(blocks, passes))
 
 
 def _work_retinaface(args) -> int:
@@ -365,9 +439,11 @@ class Strategy:
     name: str
     offloaded: tuple[str, ...]
     label: str
+    streamed: tuple[str, ...] = ()
+    """Stages on ``stream`` placement (the ``offloaded`` ones get ``where``)."""
 
     def policy(self, where: str = "cpu") -> dict[str, str]:
-        return dict.fromkeys(self.offloaded, where)
+        return dict.fromkeys(self.offloaded, where) | dict.fromkeys(self.streamed, "stream")
 
 
 _GUARD = ("text_guardrail", "video_guardrail")
@@ -391,6 +467,13 @@ BASE_STRATEGIES = (
     Strategy("all", STAGE_NAMES, "Guardrails & Diffusion decoder & Tokenizer & AR model"),
 )  # fmt: skip
 """NVIDIA's rows for the base models."""
+STREAM_STRATEGIES = (
+    Strategy("all-stream", ("video_tokenizer", "ar_model"),
+             "Guardrails & T5 encoder & Diffusion decoder streamed, Tokenizer & AR model offloaded",
+             (*_GUARD, "text_encoder", "diffusion_decoder")),
+)  # fmt: skip
+"""Full offload with every stage that can stream on ``stream`` (the AR model and the tokenizer ``cpu``): the
+smallest peak; after NVIDIA's rows for every model (a base model has no T5 stage: its entry is unused)."""
 
 NVIDIA_PUBLISHED = {
     "5b-video2world": ("66.2 GB", "58.7 GB", "41.3 GB", "29.0 GB", "28.8 GB", "21.1 GB"),
@@ -401,8 +484,13 @@ NVIDIA_PUBLISHED = {
 """GPU memory per row of :data:`V2W_STRATEGIES` / :data:`BASE_STRATEGIES` (spec section 4; one H100)."""
 
 
-def strategies_for(args) -> tuple[Strategy, ...]:
+def nvidia_strategies(args) -> tuple[Strategy, ...]:
     return V2W_STRATEGIES if args.cross_attn_every_k_layers else BASE_STRATEGIES
+
+
+def strategies_for(args) -> tuple[Strategy, ...]:
+    """NVIDIA's rows for this model, then :data:`STREAM_STRATEGIES`."""
+    return nvidia_strategies(args) + STREAM_STRATEGIES
 
 
 def published(args) -> dict[str, str]:
@@ -411,7 +499,7 @@ def published(args) -> dict[str, str]:
 
     preset = next((k for k, v in PRESETS.items() if v.name == args.name), None)
     rows = NVIDIA_PUBLISHED.get(preset, ())
-    return {s.name: value for s, value in zip(strategies_for(args), rows, strict=False)}
+    return {s.name: value for s, value in zip(nvidia_strategies(args), rows, strict=False)}
 
 
 # ---- estimates -----------------------------------------------------------------------------------
@@ -426,7 +514,7 @@ class Estimate:
     seconds: float
     """Estimated bring-in time per batch at the assumed copy and read rates."""
     host: int
-    """Host memory the parked (``cpu``) stages take."""
+    """Host memory the parked (``cpu`` and ``stream``) stages take."""
 
     @property
     def needs(self) -> int:
@@ -438,14 +526,16 @@ class Estimate:
 
 
 def estimate(sizes: list[StageSize], policy: dict[str, str]) -> Estimate:
-    """Steady-state peak and per-batch move cost of one placement policy (stage name -> gpu|cpu|disk)."""
+    """Steady-state peak and per-batch move cost of one placement policy (stage name -> gpu|cpu|disk|stream;
+    ``stream`` on a stage without blocks counts as ``cpu``, as the placement behaves)."""
     where = {s.name: policy.get(s.name, "gpu") for s in sizes}
     resident = sum(s.weights + s.kept for s in sizes if where[s.name] == "gpu")
     peak, peak_stage = 0, ""
     for s in sizes:
         # A resident stage's own weights and caches are in ``resident``; its work includes the caches.
         own = s.weights + s.kept if where[s.name] == "gpu" else 0
-        during = resident - own + s.weights + s.work
+        weights = s.stream_weights if where[s.name] == "stream" else s.weights
+        during = resident - own + weights + s.work
         if during > peak:
             peak, peak_stage = during, s.name
     # Without the diffusion decoder the tokenizer runs twice (encode, then decode): two bring-ins.
@@ -459,7 +549,10 @@ def estimate(sizes: list[StageSize], policy: dict[str, str]) -> Estimate:
         elif where[s.name] == "disk":
             moved += uses * s.weights
             seconds += uses * s.weights / DISK_BYTES_PER_S
-    host = sum(s.host_bytes for s in sizes if where[s.name] == "cpu")
+        elif where[s.name] == "stream":
+            moved += uses * s.stream_moved
+            seconds += uses * s.stream_moved / H2D_BYTES_PER_S
+    host = sum(s.host_bytes for s in sizes if where[s.name] in ("cpu", "stream"))
     return Estimate({s.name: where[s.name] for s in sizes}, peak, peak_stage, int(moved), seconds, host)
 
 
@@ -471,7 +564,9 @@ def choose_placements(
     fixed: dict[str, str] | None = None,
 ) -> Estimate:
     """The placement with the least bring-in time per batch whose estimate fits ``gpu_bytes`` and whose
-    parked stages fit in free host memory; ties go to the one with fewer stages off the GPU.
+    parked stages fit in free host memory; ties go to the one with fewer stages off the GPU. ``stream`` is
+    tried for the stages that have blocks to stream; it moves the most, so it wins only where ``cpu`` does
+    not fit.
 
     ``fixed`` pins some stages (the user's explicit flags). Raises :class:`NotEnoughMemory` when even the
     smallest placement does not fit.
@@ -481,8 +576,9 @@ def choose_placements(
     fixed = fixed or {}
     host_free = available_host_bytes() if host_bytes_free is None else host_bytes_free
     names = [s.name for s in sizes]
+    options = [("gpu", "cpu", "disk", "stream") if s.streamed else ("gpu", "cpu", "disk") for s in sizes]
     best: tuple | None = None
-    for combo in itertools.product(("gpu", "cpu", "disk"), repeat=len(names)):
+    for combo in itertools.product(*options):
         policy = dict(zip(names, combo, strict=True))
         if any(policy[k] != v for k, v in fixed.items() if k in policy):
             continue
@@ -493,7 +589,7 @@ def choose_placements(
         if best is None or key < best[0]:
             best = (key, est)
     if best is None:
-        smallest = estimate(sizes, dict.fromkeys(names, "disk") | fixed)
+        smallest = estimate(sizes, {s.name: "stream" if s.streamed else "disk" for s in sizes} | fixed)
         raise NotEnoughMemory(
             f"no placement fits {gpu_bytes / GIB:.1f} GiB of GPU memory: even with every stage offloaded "
             f"the {smallest.peak_stage} stage needs about {smallest.needs / GIB:.1f} GiB",
@@ -537,7 +633,8 @@ def comparable_to_published(shape: PipelineShape) -> bool:
 
 
 def plan_rows(shape: PipelineShape, sizes: list[StageSize], gpu_bytes: float, host_bytes_free: float | None = None):
-    """NVIDIA's strategies (with ``cpu`` placement) and ``auto``: the chooser's pick for ``gpu_bytes``."""
+    """NVIDIA's strategies (with ``cpu`` placement), ``all-stream`` and ``auto``: the chooser's pick for
+    ``gpu_bytes``."""
     args = shape.args
     nvidia = published(args) if comparable_to_published(shape) else {}
     rows = []

@@ -57,10 +57,11 @@ class View:
 
 
 def offloaded(policy: dict) -> str:
-    """Short list of the stages off the GPU: ``guard,T5,DD(disk)``; ``all`` / ``-`` for all / none."""
+    """Short list of the stages off the GPU: ``guard,T5,DD(disk)``, ``DD(stream)``; ``all`` / ``-`` for all
+    (``cpu``) / none."""
     if policy and all(v == "cpu" for v in policy.values()):
         return "all"
-    off = [SHORT.get(k, k) + ("(disk)" if v == "disk" else "") for k, v in policy.items() if v != "gpu"]
+    off = [SHORT.get(k, k) + (f"({v})" if v in ("disk", "stream") else "") for k, v in policy.items() if v != "gpu"]
     return ",".join(off) or "-"
 
 
@@ -82,8 +83,9 @@ def plan_view(report: dict) -> View:
             "NVIDIA",
         ],  # fmt: skip
         caption="GiB. peak: most bytes allocated at once (steady state: every gpu stage resident); needs: "
-        "peak x1.1 + 0.75 GiB CUDA context; host: pinned copies of the cpu stages; moved / bring-in s: per batch "
-        "at an assumed 20 GB/s host->GPU (disk 2 GB/s).",
+        "peak x1.1 + 0.75 GiB CUDA context; host: pinned copies of the cpu and stream stages; moved / bring-in s: "
+        "per batch at an assumed 20 GB/s host->GPU (disk 2 GB/s); a stream stage copies its blocks once per "
+        "forward pass, counted as if no copy overlapped compute.",
     )
     for row in report["rows"]:
         view.rows.append([
@@ -158,10 +160,13 @@ def _summary_notes(report: dict) -> list[str]:
         )
     for check in summary.get("full_offload", []):
         verdict = "within" if check["ar_stage_within_bound"] else "ABOVE"
+        whole = ""
+        if "peak_within_bound" in check:
+            whole = "; the whole peak " + ("within" if check["peak_within_bound"] else "ABOVE") + " it"
         notes.append(
             f"{check['row']}: peak {check['peak_allocated'] / GIB:.1f} GiB in {check['peak_stage']}; AR stage "
             f"{check['ar_stage_peak_allocated'] / GIB:.1f} GiB, {verdict} AR weights + KV cache + 2 GiB = "
-            f"{check['ar_bound'] / GIB:.1f} GiB"
+            f"{check['ar_bound'] / GIB:.1f} GiB{whole}"
         )
     for card, row in summary.get("by_card", {}).items():
         notes.append(f"{card}: fastest measured strategy that fits: {row or 'none'}")
