@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -154,6 +155,60 @@ def test_chooser_takes_the_cheapest_placement_that_fits():
     assert fixed.policy["ar_model"] == "cpu"
     with pytest.raises(NotEnoughMemory, match="diffusion_decoder stage needs about"):
         choose_placements(sizes, 12 * GIB, host_bytes_free=256 * GIB)
+
+
+def test_stream_estimate_of_the_tiny_t5_matches_hand_computed_sizes(tiny_checkpoints):
+    bf16 = 2
+    base = plan.shape_from_checkpoints(tiny_checkpoints, TINY_AR_DIR, batch_size=1)
+    shape = dataclasses.replace(base, t5_config=dict(base.t5_config, num_layers=4))
+    t5 = plan.text_encoder_size(shape)
+    vocab = base.t5_config["vocab_size"]
+    layer = 4 * 48 * 64 + 48 + 2 * 48 * 96 + 48  # q, k, v, o + norm; relu FF in/out + norm
+    bias = 32 * 4  # relative-position buckets x heads: block 0 only
+    non_block = vocab * 48 + 48  # shared embedding (tied with the encoder's) and the final norm
+    assert t5.weights == (non_block + 4 * layer + bias) * bf16
+    assert (t5.streamed, t5.window, t5.passes) == ((4 * layer + bias) * bf16, (2 * layer + bias) * bf16, 1)
+    work = 4 * 512 * 512 * (2 * 2 + 4) + 4 * 512 * 512 * 2 + 2 * 512 * 96 * 2 + 4 * 512 * 48 * 4
+    assert t5.work == work
+    est = estimate([t5], {"text_encoder": "stream"})
+    assert est.peak == (non_block + 2 * layer + bias) * bf16 + work  # non-block + the 2 largest blocks + work
+    assert est.moved == t5.weights and est.host == t5.host_bytes
+    assert est.seconds == pytest.approx(t5.weights / plan.H2D_BYTES_PER_S)
+    # Nine prompts are two T5 groups: the blocks come in twice.
+    nine = plan.text_encoder_size(dataclasses.replace(shape, batch_size=9))
+    assert estimate([nine], {"text_encoder": "stream"}).moved == nine.weights + nine.streamed
+    # The tiny decoder: both blocks stream; one window of 16 guided denoiser calls per sample.
+    sizes = {s.name: s for s in plan.stage_sizes(base)}
+    dd = sizes["diffusion_decoder"]
+    assert 0 < dd.streamed == dd.window < dd.weights and dd.passes == 16
+    assert sizes["ar_model"].streamed == sizes["video_tokenizer"].streamed == 0  # never streamed
+
+
+def _streamable(sizes: list[StageSize]) -> list[StageSize]:
+    """The toy sizes with the guardrail LLM and the decoder made of blocks."""
+    g = GIB
+    blocks = {"text_guardrail": (11 * g, 2 * g, 3), "diffusion_decoder": (13 * g, 2 * g, 16)}
+    return [dataclasses.replace(s, streamed=blocks[s.name][0], window=blocks[s.name][1], passes=blocks[s.name][2])
+            if s.name in blocks else s for s in sizes]  # fmt: skip
+
+
+def test_chooser_streams_only_where_cpu_does_not_fit():
+    sizes = _streamable(_toy())
+    for budget in (80, 24):
+        assert "stream" not in choose_placements(sizes, budget * GIB, host_bytes_free=256 * GIB).policy.values()
+    # 14 GiB: neither the guardrail (12 + 1) nor the decoder (14 + 3) fits whole; streamed they take 4 and 6.
+    best = choose_placements(sizes, 14 * GIB, host_bytes_free=256 * GIB)
+    streamed = {k for k, v in best.policy.items() if v == "stream"}
+    assert streamed == {"text_guardrail", "diffusion_decoder"} and best.fits(14 * GIB)
+    resident = sum(s.weights for s in sizes if best.policy[s.name] == "gpu")  # the tokenizer may stay
+    assert best.peak_stage == "ar_model" and best.peak == resident + (9 + 2) * GIB
+    dd = sizes[4]
+    assert best.moved >= 12 * GIB + 1 * GIB + 3 * 11 * GIB + 1 * GIB + 16 * 13 * GIB  # blocks once per pass
+    with pytest.raises(NotEnoughMemory, match="ar_model stage needs about"):
+        choose_placements(sizes, 10 * GIB, host_bytes_free=256 * GIB)
+    assert estimate(sizes, {"diffusion_decoder": "stream"}).moved == dd.weights - dd.streamed + 16 * dd.streamed
+    # A stage without blocks never streams (the AR model, the tokenizer).
+    assert all(best.policy[s.name] != "stream" for s in sizes if not s.streamed)
 
 
 def test_plan_command_prints_and_writes_the_estimate(tmp_path, capsys):
