@@ -29,6 +29,26 @@ def test_rows_parse_with_modifiers():
         prof.parse_row("all/b0", STRATEGIES)
 
 
+def test_all_stream_row_is_known_and_checked_against_the_ar_bound():
+    from cosmos_cli.models.config import PRESETS
+    from cosmos_cli.pipeline.plan import strategies_for
+
+    names = [s.name for s in strategies_for(PRESETS["5b-video2world"])] + ["auto"]
+    assert names[-2:] == ["all-stream", "auto"]
+    assert prof.parse_row("all-stream/no-dd", names) == RowSpec("all-stream", no_dd=True)
+    gib = 2**30
+
+    def row(name: str, peak: int, ar_peak: int) -> dict:
+        stages = {"ar_model": {"peak_allocated": ar_peak}, "diffusion_decoder": {"peak_allocated": peak}}
+        return {"row": name, "strategy": name.split("/")[0], "error": None, "peak_allocated": peak, "policy": {},
+                "peak_reserved": peak, "full_length_s": 1.0, "total_s": 1.0, "stages": stages}  # fmt: skip
+
+    rows = [row("all", 17 * gib, 10 * gib), row("all-stream", 10 * gib, 10 * gib)]
+    checks = prof.summarize(rows, float("inf"), 0, {"all": 11 * gib, "all-stream": 11 * gib})["full_offload"]
+    assert [(c["row"], c["ar_stage_within_bound"], c["peak_within_bound"]) for c in checks] == [
+        ("all", True, False), ("all-stream", True, True)]  # fmt: skip
+
+
 def test_standin_pipeline_rows_with_offloading_on_the_cpu(tiny_checkpoints, tmp_path):
     opts = prof.ProfileOptions(
         checkpoint_dir=tiny_checkpoints, ar_model_dir=TINY_AR_DIR, load_format="dummy", device="cpu",
