@@ -564,9 +564,9 @@ def choose_placements(
     fixed: dict[str, str] | None = None,
 ) -> Estimate:
     """The placement with the least bring-in time per batch whose estimate fits ``gpu_bytes`` and whose
-    parked stages fit in free host memory; ties go to the one with fewer stages off the GPU. ``stream`` is
-    tried for the stages that have blocks to stream; it moves the most, so it wins only where ``cpu`` does
-    not fit.
+    parked stages fit in free host memory; ties go to the one with fewer stages off the GPU, then fewer
+    streamed. ``stream`` is tried for the stages that have blocks to stream; it moves at least what ``cpu``
+    moves, so it wins only where ``cpu`` does not fit.
 
     ``fixed`` pins some stages (the user's explicit flags). Raises :class:`NotEnoughMemory` when even the
     smallest placement does not fit.
@@ -585,7 +585,8 @@ def choose_placements(
         est = estimate(sizes, policy)
         if not est.fits(gpu_bytes) or est.host > HOST_HEADROOM * host_free:
             continue
-        key = (round(est.seconds, 6), sum(w != "gpu" for w in combo), est.peak)
+        # At equal cost (a stage streamed in one pass moves what ``cpu`` moves) the whole-stage copy is kept.
+        key = (round(est.seconds, 6), sum(w != "gpu" for w in combo), combo.count("stream"), est.peak)
         if best is None or key < best[0]:
             best = (key, est)
     if best is None:
