@@ -1,6 +1,7 @@
 """Run the pipeline under several offloading strategies and measure each stage (``offload-profile``).
 
-A *row* is a strategy name (NVIDIA's rows, or ``auto`` = the planner's pick for the GPU budget) with
+A *row* is a strategy name (NVIDIA's rows, ``all-stream`` = every stage that can on ``stream`` placement and
+the rest ``cpu``, or ``auto`` = the planner's pick for the GPU budget) with
 optional modifiers separated by ``/``: ``b4`` (batch of 4 samples), ``warm`` (run the batch once before the
 measured run, so one-time work such as compiling for a new batch size is not counted), ``no-dd`` (DV8x16x16 decoder
 instead of the diffusion decoder), ``blocklist`` (guardrail without its models), ``fp32-t5`` (T5 in fp32, as
@@ -44,7 +45,9 @@ DEFAULT_ROWS = (
 )  # fmt: skip
 """NVIDIA's six rows, the batch-of-4 comparison of no offload against everything but the AR model, and full
 offload without the diffusion decoder. More: ``all/no-dd/blocklist`` (no guardrail models), ``none/fp32-t5``
-(T5 in fp32 as NVIDIA runs it), ``auto`` (the plan's pick for ``--gpu-memory``)."""
+(T5 in fp32 as NVIDIA runs it), ``auto`` (the plan's pick for ``--gpu-memory``), ``all-stream`` and
+``all-stream/no-dd`` (streamed stages; not default: a streamed stage is loaded in host memory, and the dummy
+stand-ins' random initialisation of ~19B parameters on the CPU adds a minute or more per row)."""
 CARDS = {
     "RTX 4090 (24 GB)": 24564 * 2**20,
     "A100 (40 GB)": 40960 * 2**20,
