@@ -126,6 +126,8 @@ def main() -> None:
     parts = (("blocklist", "aegis") if "text" in stages else ()) + (
         ("video_filter", "face_blur") if "video" in stages else ()
     )
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         start = time.perf_counter()
         folder = write_guardrail_standins(

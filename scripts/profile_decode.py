@@ -99,16 +99,14 @@ def section_kernels(model, args, device, params, steps: int) -> dict:
     fast.generate(prompt, steps + 8, params, torch.zeros(1, dtype=torch.long), context=context)
     graph_ms = timed_steps(fast, params, steps)
 
-    plain = ARGenerator(model, compile=device.type == "cuda", cuda_graph=False)
-    plain._compiled = fast._compiled  # the same compiled step, launched kernel by kernel
-    plain.generate(prompt, steps + 8, params, torch.zeros(1, dtype=torch.long), context=context)
-    no_graph_ms = timed_steps(plain, params, steps)
+    fast.cuda_graph = False  # the same compiled step, launched kernel by kernel
+    no_graph_ms = timed_steps(fast, params, steps)
 
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    step = plain._replay_fn(params)
-    plain.cur_pos.fill_(plain.prompt_len)
+    step = fast._replay_fn(params)
+    fast.cur_pos.fill_(fast.prompt_len)
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(steps):
             step()
@@ -138,7 +136,7 @@ def section_kernels(model, args, device, params, steps: int) -> dict:
         "kernels_per_step": sum(c["kernels_per_step"] for c in per_class.values()),
         "classes": per_class,
         "top_kernels": dict(top),
-        "position": int(fast.cur_pos.item()),
+        "position": int(fast.prompt_len),
     }
 
 
