@@ -207,8 +207,10 @@ def test_chooser_streams_only_where_cpu_does_not_fit():
     with pytest.raises(NotEnoughMemory, match="ar_model stage needs about"):
         choose_placements(sizes, 10 * GIB, host_bytes_free=256 * GIB)
     assert estimate(sizes, {"diffusion_decoder": "stream"}).moved == dd.weights - dd.streamed + 16 * dd.streamed
-    # A stage without blocks never streams (the AR model, the tokenizer).
+    # A stage without blocks is never streamed by the chooser; asked for, it is kept and counted as cpu.
     assert all(best.policy[s.name] != "stream" for s in sizes if not s.streamed)
+    kept = choose_placements(sizes, 80 * GIB, host_bytes_free=256 * GIB, fixed={"video_guardrail": "stream"})
+    assert kept.policy["video_guardrail"] == "stream" and kept.moved == 2 * GIB
 
 
 def test_plan_command_prints_and_writes_the_estimate(tmp_path, capsys):

@@ -576,12 +576,13 @@ def choose_placements(
     fixed = fixed or {}
     host_free = available_host_bytes() if host_bytes_free is None else host_bytes_free
     names = [s.name for s in sizes]
-    options = [("gpu", "cpu", "disk", "stream") if s.streamed else ("gpu", "cpu", "disk") for s in sizes]
+    # The user's placements stay (``stream`` on a stage without blocks counts as ``cpu``); ``stream`` is tried
+    # for the stages that have blocks.
+    whole = ("gpu", "cpu", "disk")
+    options = [(fixed[s.name],) if s.name in fixed else (*whole, "stream") if s.streamed else whole for s in sizes]
     best: tuple | None = None
     for combo in itertools.product(*options):
         policy = dict(zip(names, combo, strict=True))
-        if any(policy[k] != v for k, v in fixed.items() if k in policy):
-            continue
         est = estimate(sizes, policy)
         if not est.fits(gpu_bytes) or est.host > HOST_HEADROOM * host_free:
             continue
