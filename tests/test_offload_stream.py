@@ -246,6 +246,38 @@ def test_compiled_blocks_stream_without_recompiling():
     assert placements.records["diffusion_decoder"].block_copies == 3 * (1 + 2 * N_BLOCKS)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the side-stream path needs a CUDA device")
+def test_stream_on_cuda_matches_resident_within_a_two_block_window():
+    cuda = torch.device("cuda")
+
+    class Wide(ToyStage):
+        def load(self, device: torch.device) -> None:
+            torch.manual_seed(0)
+            net = Net(self.log)
+            net.embed, net.head = nn.Linear(8, 1024), nn.Linear(1024, 4)
+            net.blocks = nn.ModuleList(Block(1024, self.log) for _ in range(8))  # 16 MiB each in fp32
+            self.net = net.requires_grad_(False).to(device)
+
+    x = torch.randn(64, 8, device=cuda)
+    resident = Wide()
+    resident.load(cuda)
+    with torch.inference_mode():
+        expected = resident.net(x)
+    block = block_bytes(resident.net.blocks[0])
+    del resident
+    torch.cuda.empty_cache()
+    stage = Wide()
+    placements = Placements(cuda, {"diffusion_decoder": "stream"})
+    placements.prepare(stage)
+    with placements.use(stage) as s, torch.inference_mode():
+        outs = [s.net(x) for _ in range(3)]
+    assert all(torch.equal(out, expected) for out in outs)
+    record = placements.records["diffusion_decoder"]
+    assert record.block_copies == 1 + 3 * 8
+    assert record.peak_allocated - record.resident_before < 4 * block  # cpu placement would hold all 8
+    assert all(p.device.type == "cpu" and p.is_pinned() for p in stage.net.parameters())
+
+
 # ---- real stages ------------------------------------------------------------------------------
 class NoParkedBlockReads(TorchFunctionMode):
     """Flags any op whose input is a block weight still on its host copy, outside the placement code
