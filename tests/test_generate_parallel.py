@@ -59,3 +59,23 @@ def test_bad_tp_size_is_one_line(tiny_checkpoints, tmp_path):
                   "--output-dir", str(tmp_path))  # fmt: skip
     assert out.returncode == 2
     assert "--tp 3" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_dummy_weights_need_only_the_model_folder_and_run_data_parallel(tiny_checkpoints, tmp_path):
+    """``--load-format dummy`` builds every stage at random (the DP benchmark at the real shape uses it)."""
+    ckpt = tmp_path / "ckpt"
+    (ckpt / TINY_AR_DIR).mkdir(parents=True)
+    shutil.copy(tiny_checkpoints / TINY_AR_DIR / "cosmos_arch.json", ckpt / TINY_AR_DIR)
+    clips = shared_path("data", "clips")
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("\n".join(json.dumps({"prompt": PROMPT, "visual_input": str(clips / f"batch_inputs_{i}.mp4")})
+                               for i in range(3)))  # fmt: skip
+    out = tmp_path / "out"
+    done = run_cli(ckpt, "--load-format", "dummy", "--batch-input", str(batch), "--output-dir", str(out),
+                   "--gpus", "2", "--tp", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*/*.mp4")) == [f"00{i}_batch_inputs_{i}.mp4" for i in range(3)]
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("*/generation.json"))]
+    assert {r["config"]["load_format"] for r in records} == {"dummy"}
+    assert {r["parallel"]["dp"] for r in records} == {2}
+    assert not any(ckpt.rglob("*.pt")), "dummy weights must not write checkpoints"

@@ -244,7 +244,8 @@ def _run(opts: dict, samples: list, ctx) -> None:
     from cosmos_cli.console import info, stdout, warn
     from cosmos_cli.parallel.data import shard_samples
     from cosmos_cli.parallel.link import link_for
-    from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline, auto_batch_size
+    from cosmos_cli.pipeline.pipeline import PipelineConfig, auto_batch_size
+    from cosmos_cli.pipeline.standins import open_pipeline
 
     text_encoder_dtype, guardrail = opts["text_encoder_dtype"], opts["guardrail"]
     check_text_encoder_dtype(text_encoder_dtype)
@@ -285,7 +286,7 @@ def _run(opts: dict, samples: list, ctx) -> None:
         decoding=opts["decoding"],
         scd_window=opts["scd_window"],
     )
-    pipeline = VideoPipeline(config, model_builder=builder, link=link_for(ctx))
+    pipeline = open_pipeline(config, model_builder=builder, link=link_for(ctx))
     tp_size = ctx.dims.tp if ctx is not None else 1
     if batch_size <= 0:
         weights = pipeline.args.num_params() * (2 if pipeline.device.type == "cuda" else 4) // tp_size

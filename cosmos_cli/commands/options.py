@@ -66,7 +66,10 @@ DisableDiffusionDecoderOpt = Annotated[
     bool, typer.Option("--disable-diffusion-decoder", help="Decode with the DV8x16x16 tokenizer instead.")
 ]
 CompileOpt = Annotated[bool, typer.Option("--compile/--no-compile", help="Compiled CUDA-graph decode on GPU.")]
-LoadFormatOpt = Annotated[str, typer.Option("--load-format", help="auto | dummy (random weights, real shapes).")]
+LoadFormatOpt = Annotated[
+    str,
+    typer.Option("--load-format", help="auto | dummy (every stage: random weights at the released shapes, no files)."),
+]
 TextEncoderDtypeOpt = Annotated[str | None, typer.Option("--text-encoder-dtype", help="bf16 | fp32.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cuda, cuda:1, cpu (default: cuda if present).")]
 

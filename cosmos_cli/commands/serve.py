@@ -98,9 +98,10 @@ def command(
 
         warn(GUARDRAIL_OFF_WARNING)
 
-    from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
+    from cosmos_cli.pipeline.pipeline import PipelineConfig
+    from cosmos_cli.pipeline.standins import open_pipeline
 
-    pipeline = VideoPipeline(
+    pipeline = open_pipeline(
         PipelineConfig(
             checkpoint_dir=checkpoint_dir,
             ar_model_dir=ar_model_dir,

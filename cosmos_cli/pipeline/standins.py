@@ -229,11 +229,12 @@ class StandInPipeline(VideoPipeline):
     to name the AR model (the folder name selects the preset, or a ``cosmos_arch.json`` there a shape).
     """
 
-    def __init__(self, config: PipelineConfig, standin_dir: Path, sizes: StandInSizes | None = None):
+    def __init__(self, config: PipelineConfig, standin_dir: Path, sizes: StandInSizes | None = None, **kwargs):
+        """``kwargs``: :class:`VideoPipeline`'s (``model_builder`` / ``link`` for tensor parallelism)."""
         self.standin_dir = Path(standin_dir)
         self.sizes = sizes
         config.load_format = "dummy"
-        super().__init__(config)
+        super().__init__(config, **kwargs)
 
     def _build_other_stages(self, on_gpu: bool) -> None:
         from cosmos_cli.models.config import PRESETS
@@ -262,3 +263,19 @@ class StandInPipeline(VideoPipeline):
             if self.text_encoder is not None:
                 self.text_guardrail = StandInTextGuardrail(files.guardrail_dir, cfg.guardrail, self.sizes)
             self.video_guardrail = StandInVideoGuardrail(files.guardrail_dir, cfg.guardrail, self.sizes)
+
+
+def open_pipeline(config: PipelineConfig, **kwargs) -> VideoPipeline:
+    """The pipeline ``generate`` and ``serve`` run: read from the checkpoints, or with ``--load-format dummy``
+    every stage at the released shapes with random weights (:class:`StandInPipeline`; no files needed but the
+    AR folder's name or its ``cosmos_arch.json``), for measuring speed and memory where the weights are not.
+    The few small files the stand-ins read go to a temporary folder removed at exit."""
+    if config.load_format != "dummy":
+        return VideoPipeline(config, **kwargs)
+    import atexit
+    import shutil
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix="cosmos-standins-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    return StandInPipeline(config, workdir, **kwargs)
