@@ -74,11 +74,24 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+def init_device(device: torch.device) -> torch.device:
+    """Where to draw the random weights of a module that is to live on ``device``.
+
+    ``stream`` placement loads stages in host memory; drawing billions of random numbers there takes minutes
+    (LlamaGuard's shape alone took over 4 on 16 cores), on a GPU about a second. So host-bound stand-ins are
+    initialised on the GPU when there is one and copied over; this happens at load time, before any stage's
+    use is measured.
+    """
+    device = torch.device(device)
+    return torch.device("cuda") if device.type == "cpu" and torch.cuda.is_available() else device
+
+
 def build_on(device: torch.device, dtype: torch.dtype, build):
-    """``build()`` with parameters created and initialised on ``device`` in ``dtype``, in eval mode."""
-    with torch.device(device), default_dtype(dtype), quiet_transformers():
+    """``build()`` with parameters created and initialised in ``dtype`` (see :func:`init_device`), placed on
+    ``device``, in eval mode."""
+    with torch.device(init_device(device)), default_dtype(dtype), quiet_transformers():
         module = build()
-    return module.eval().requires_grad_(False)
+    return module.to(device).eval().requires_grad_(False)
 
 
 # ---- stages ------------------------------------------------------------------------------------
@@ -195,8 +208,9 @@ class StandInDiffusionDecoder(DiffusionDecoderStage):
 
         with torch.device("meta"):
             net = DiffusionDecoderDiT(self.config)
-        net = net.to(dtype=self.dtype).to_empty(device=device).eval().requires_grad_(False)
-        init_random_(net, torch.Generator(device=device).manual_seed(0))
+        net = net.to(dtype=self.dtype).to_empty(device=init_device(device)).eval().requires_grad_(False)
+        init_random_(net, torch.Generator(device=init_device(device)).manual_seed(0))
+        net = net.to(device)
         if self.compile:
             compile_blocks(net)
         self._cv = CVDecoder.load(self.layout.cv_dir, device, self.dtype, self.settings.sigma_data)
