@@ -17,14 +17,13 @@ face detector are biased to "safe" and "no face", so every sample completes.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from cosmos_cli.checkpoints import CV_TOKENIZER_DIR, DV_TOKENIZER_DIR, GUARDRAIL_DIR, CheckpointLayout
+from cosmos_cli.models.building import default_dtype
 from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
 from cosmos_cli.pipeline.plan import T5_11B
 from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
@@ -61,17 +60,6 @@ def tiny_sizes(args) -> StandInSizes:
     llama = dict(TINY.llama, vocab_size=64)
     dd = tiny_dd_config(args.video_vocab_size, args.context_dim)
     return StandInSizes(t5, llama, dict(TINY.siglip_vision), guard_prompt_tokens=32, dd=dd)
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Build a large model directly in bf16 (a 7B model in fp32 would need 27 GB just to be created)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def init_device(device: torch.device) -> torch.device:

@@ -22,14 +22,12 @@ are fixed by ResNet-50); ``REAL`` sizes (LlamaGuard-7b, SigLIP so400m) are for `
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -45,6 +43,7 @@ from cosmos_cli.guardrail.layout import (
     GuardrailLayout,
     hub_cache_folder,
 )
+from cosmos_cli.models.building import default_dtype
 from cosmos_cli.stages.text_encoder import quiet_transformers
 
 Verdict = Literal["safe", "unsafe", "raise"]
@@ -268,7 +267,7 @@ def write_aegis(cache_dir: Path, sizes: StandinSizes, answer: str, device: str |
         tie_word_embeddings=False,
     )
     dtype = torch.bfloat16 if sizes.llama["hidden_size"] >= 1024 else torch.float32
-    with _default_dtype(dtype), torch.device(device):
+    with default_dtype(dtype), torch.device(device):
         model = LlamaForCausalLM(config)
     with torch.no_grad():
         # Every token embeds to (nearly) the same large vector, so the final hidden state points along it
@@ -350,14 +349,3 @@ def write_retinaface(path: Path, faces: Faces) -> None:
             head.conv1x1.bias.zero_()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
-
-
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Build a large model directly in bf16 (a 7B model in fp32 would need 27 GB just to be created)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
