@@ -242,16 +242,20 @@ class Placements:
             stage.load(self.device)
             record.loads += 1
 
-    def _fetch(self, stage: Stage) -> int:
-        """Host copy -> device; remembers which device tensor each kept host copy became."""
+    def _fetch(self, stage: Stage, blocks: list | None = None) -> int:
+        """Host copy -> device; remembers which device tensor each kept host copy became. ``blocks``: block
+        lists left on their host copies (``stream``), which the put-away then recognises alike. Returns the
+        bytes moved."""
         host = {key: param.data for key, param in named_parameters(stage)}
-        stage.to(self.device)
+        with detached(blocks or [], stage.modules()):
+            moved = tensor_bytes(param for _, param in named_parameters(stage))
+            stage.to(self.device)
         cache = self._host.setdefault(stage.name, {})
         for key, param in named_parameters(stage):
             if key in host:
                 cache[key] = (host[key], param.data_ptr())
         self._parked.discard(stage.name)
-        return tensor_bytes(host.values())
+        return moved
 
     def _stream_in(self, stage: Stage, record: StageRecord) -> None:
         """``stream``: the non-block weights to the device, hooks on the blocks (which stay on their host
@@ -266,18 +270,9 @@ class Placements:
                 record.loads += 1
                 return
         containers = stage_blocks(stage)
-        host = {key: param.data for key, param in named_parameters(stage)}
-        with detached(containers, stage.modules()):
-            moved = tensor_bytes(param for _, param in named_parameters(stage))
-            stage.to(self.device)
-        cache = self._host.setdefault(stage.name, {})
-        for key, param in named_parameters(stage):
-            if key in host:  # blocks still on their host copies: the put-away recognises them alike
-                cache[key] = (host[key], param.data_ptr())
-        self._parked.discard(stage.name)
-        self._streams[stage.name] = BlockStream(containers, self.device)
+        record.bytes_moved += self._fetch(stage, containers)
         record.moves += 1
-        record.bytes_moved += moved
+        self._streams[stage.name] = BlockStream(containers, self.device)
 
     def _park(self, stage: Stage) -> None:
         """Device -> host. A parameter whose device tensor is still the one made from a kept host copy goes
