@@ -20,7 +20,7 @@ GUARDRAIL_OFF_WARNING = (
 )
 """Printed by ``generate --guardrail off`` (the lead wires the flag)."""
 
-_EXTRA_HINT = "run: pip install 'cosmos-cli[guardrail]'"
+_EXTRA_HINT = "run: pip install 'cosmos-ar-cli[guardrail]'"
 _PACKAGES = {"blocklist": ("better_profanity", "nltk"), "full": ("better_profanity", "nltk", "peft")}
 
 
