@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from cosmos_cli import settings
 from cosmos_cli.checkpoints import DEFAULT_AR_MODEL_DIR
 from cosmos_cli.commands.options import (
     DEFAULT_CHECKPOINT,
@@ -179,12 +180,11 @@ def _decoder_choice(opts: dict) -> bool | None:
 
 def _check_parallel(opts: dict) -> None:
     """Process counts and ``--tp`` checked in the launching process, before any worker starts."""
-    import os
     import warnings
 
     if opts["gpus"] < 1 or opts["nnodes"] < 1:
         raise BadInput("--gpus and --nnodes must be at least 1", "use --gpus 1 for one GPU")
-    world = int(os.environ.get("WORLD_SIZE", opts["gpus"] * opts["nnodes"]))
+    world = settings.world_size(opts["gpus"] * opts["nnodes"])
     tp = opts["tp"]
     if tp is None:
         return
@@ -203,18 +203,17 @@ def _check_parallel(opts: dict) -> None:
     check_tp(resolve_model_args(CheckpointLayout(opts["checkpoint_dir"], opts["ar_model_dir"]).ar_dir), tp)
 
 
-TORCHRUN_CMD_ENV = "COSMOS_CLI_TORCHRUN_COMMAND"
+TORCHRUN_CMD_ENV = settings.ENV_TORCHRUN_COMMAND
 _LAUNCH_ONLY = {"gpus", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_backend", "debug", "input_type"}
 
 
 def _generate_here(samples: list, **opts) -> None:
     """The job of one process: alone, or as one torchrun worker (TP group member / DP share)."""
-    import os
 
     from cosmos_cli.parallel.dist import default_tp, distributed
 
     tp = opts["tp"]
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = settings.world_size()
     if tp is None:
         from cosmos_cli.checkpoints import CheckpointLayout
         from cosmos_cli.stages.ar_model import resolve_model_args
@@ -239,7 +238,6 @@ def _samples(opts: dict) -> list:
 
 
 def _run(opts: dict, samples: list, ctx) -> None:
-    import os
 
     from cosmos_cli.console import info, stdout, warn
     from cosmos_cli.parallel.data import shard_samples
@@ -298,7 +296,7 @@ def _run(opts: dict, samples: list, ctx) -> None:
         f"[bold]{pipeline.args.name}[/bold] on {where}, {len(all_samples)} sample(s), batch {config.batch_size}, "
         f"decoder: {'diffusion' if pipeline.diffusion_decoder else 'DV8x16x16'}, guardrail: {guardrail.value}"
     )
-    launched = os.environ.get(TORCHRUN_CMD_ENV)
+    launched = settings.torchrun_command()
     extra = {"torchrun": launched} if launched else {}
     if ctx is not None:
         extra["parallel"] = {"world": ctx.dims.world, "tp": ctx.dims.tp, "dp": ctx.dims.dp}

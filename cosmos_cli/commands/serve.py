@@ -7,7 +7,6 @@ its worker thread while ``/healthz`` already answers. Jobs persist under ``--job
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -91,7 +90,9 @@ def command(
     require_key_for(host, api_key)
     placements = _placements(offload, placement, locals())
     # Per-token progress bars would flood a server log; the API reports progress instead.
-    os.environ.setdefault("COSMOS_CLI_NO_PROGRESS", "1")
+    from cosmos_cli.console import disable_progress
+
+    disable_progress()
     if guardrail == Guardrail.off:
         from cosmos_cli.console import warn
         from cosmos_cli.guardrail import GUARDRAIL_OFF_WARNING

@@ -27,6 +27,7 @@ from huggingface_hub import HfApi, constants, get_hf_file_metadata, get_token, h
 from huggingface_hub.file_download import repo_folder_name
 from tqdm.auto import tqdm
 
+from cosmos_cli import settings
 from cosmos_cli.errors import DownloadError
 from cosmos_cli.hub.errors import HubContext, to_download_error
 from cosmos_cli.hub.manifest import RepoSpec, matches, select
@@ -113,7 +114,7 @@ class Result:
 
 def hub_endpoint() -> str:
     """``HF_ENDPOINT`` as set now (huggingface_hub reads it once, at import), else the library's default."""
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    return (settings.hf_endpoint() or constants.ENDPOINT).rstrip("/")
 
 
 def _existing_parent(path: Path) -> Path:
