@@ -23,11 +23,6 @@ CheckpointDirOpt = Annotated[
 ]
 DEFAULT_CHECKPOINT = DEFAULT_CHECKPOINT_DIR
 
-OutputDirOpt = Annotated[
-    Path,
-    typer.Option("--output-dir", "--video_save_folder", help="Folder that receives the outputs."),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same video.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 DebugOpt = Annotated[
     bool,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cosmos_cli import settings
-from cosmos_cli.errors import BadInput, CosmosError, DistributedError
+from cosmos_cli.errors import BadInput, CosmosError, DistributedError, describe
 
 if TYPE_CHECKING:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -216,7 +216,7 @@ def record_failure(exc: BaseException, env: TorchrunEnv) -> None:
     failures. Ranks other than 0 print one line unless :func:`relaunch` started them (rank 0's error
     goes through the CLI's own error line, since its console is the one that talks).
     """
-    message = exc.one_line() if isinstance(exc, CosmosError) else f"{type(exc).__name__}: {exc}"
+    message = describe(exc)
     message = (message.strip().splitlines() or [type(exc).__name__])[0][:MESSAGE_CHARS]
     now = time.time()
     callstack = "".join(traceback.format_exception(exc))

@@ -23,7 +23,7 @@ from cosmos_cli import __version__
 from cosmos_cli.checkpoints import CheckpointLayout
 from cosmos_cli.console import info, progress
 from cosmos_cli.decode.sampling import SamplingParams
-from cosmos_cli.errors import BadInput, CosmosError, GuardrailBlocked
+from cosmos_cli.errors import BadInput, CosmosError, GuardrailBlocked, describe
 from cosmos_cli.io.atomic import atomic_path
 from cosmos_cli.io.video import load_model_input, write_mp4
 from cosmos_cli.pipeline.offload import Placements
@@ -502,7 +502,7 @@ class _recorded:
         if isinstance(exc, (KeyboardInterrupt, SystemExit, MemoryError, torch.cuda.OutOfMemoryError)):
             return False
         self.result.status = "blocked" if isinstance(exc, GuardrailBlocked) else "failed"
-        self.result.error = exc.one_line() if isinstance(exc, CosmosError) else f"{type(exc).__name__}: {exc}"
+        self.result.error = describe(exc)
         self.result.exit_code = exc.exit_code if isinstance(exc, CosmosError) else 1
         self.result.exception = exc
         return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cosmos_cli.errors import BadInput
@@ -27,8 +27,6 @@ class Sample:
     top_p: float | None = None
     temperature: float | None = None
     num_input_frames: int = 9
-    index: int = 0
-    extra: dict = field(default_factory=dict)
 
     def folder(self, output_dir: Path) -> Path:
         return output_dir / self.name
@@ -87,7 +85,6 @@ def read_batch(path: Path, seed: int, num_input_frames: int) -> list[Sample]:
                 top_p=row.get("top_p"),
                 temperature=row.get("temperature"),
                 num_input_frames=int(row.get("num_input_frames", num_input_frames)),
-                index=number,
             )
         )
     if not samples:
