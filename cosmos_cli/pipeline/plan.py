@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from cosmos_cli.errors import NotEnoughMemory
+from cosmos_cli.models.released import T5_11B
 from cosmos_cli.pipeline.offload import HOST_HEADROOM, STAGE_NAMES, host_bytes
 
 GIB = 2**30
@@ -62,10 +63,6 @@ GUARD_FORWARDS = 3
 """LlamaGuard forward passes per prompt: the prefill and the decode steps of ``safe`` + ``</s>`` (an unsafe
 verdict takes a few more)."""
 
-T5_11B = dict(
-    d_model=1024, d_ff=65536, num_layers=24, num_heads=128, d_kv=128, vocab_size=32128, feed_forward_proj="relu"
-)
-"""``google-t5/t5-11b``'s ``config.json`` (encoder sizes)."""
 
 BYTES = {"fp32": 4, "bf16": 2}
 
@@ -375,8 +372,8 @@ def shape_from_checkpoints(
     from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
     from cosmos_cli.guardrail.layout import GuardrailLayout
     from cosmos_cli.models.diffusion_decoder.config import DD_7B, DiTConfig
+    from cosmos_cli.models.released import GUARDRAIL as REAL
     from cosmos_cli.stages.ar_model import resolve_model_args
-    from cosmos_cli.tiny.guardrail import REAL  # the stand-ins' REAL sizes are the released models' sizes
 
     layout = CheckpointLayout(Path(checkpoint_dir), ar_model_dir)
     args = resolve_model_args(layout.ar_dir)

@@ -24,8 +24,8 @@ import torch
 
 from cosmos_cli.checkpoints import CV_TOKENIZER_DIR, DV_TOKENIZER_DIR, GUARDRAIL_DIR, CheckpointLayout
 from cosmos_cli.models.building import default_dtype
+from cosmos_cli.models.released import GUARDRAIL, T5_11B
 from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
-from cosmos_cli.pipeline.plan import T5_11B
 from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
 from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
 from cosmos_cli.stages.text_encoder import TextEncoderStage, quiet_transformers
@@ -45,9 +45,7 @@ class StandInSizes:
 
 def released_sizes() -> StandInSizes:
     from cosmos_cli.pipeline.plan import GUARD_PROMPT_TOKENS
-    from cosmos_cli.tiny.guardrail import REAL
-
-    return StandInSizes(dict(T5_11B), dict(REAL.llama), dict(REAL.siglip_vision), GUARD_PROMPT_TOKENS)
+    return StandInSizes(dict(T5_11B), dict(GUARDRAIL.llama), dict(GUARDRAIL.siglip_vision), GUARD_PROMPT_TOKENS)
 
 
 def tiny_sizes(args) -> StandInSizes:
