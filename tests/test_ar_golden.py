@@ -10,9 +10,9 @@ import torch
 
 from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams
-from cosmos_cli.models.ar.golden import check_golden_set
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import ModelArgs
+from scripts.golden_ar import check_golden_set
 from tests.conftest import REPO, shared_path
 
 
