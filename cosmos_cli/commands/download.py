@@ -182,4 +182,6 @@ def command(
         parts.append(f"verified {len(result.adopted)} already on disk")
     if result.present:
         parts.append(f"{len(result.present)} were present")
+    if result.partial_bytes_removed:
+        parts.append(f"removed {human(result.partial_bytes_removed)} of partial files left by an interrupted run")
     info(f"{', '.join(parts)}; manifest: {result.manifest}")
