@@ -70,7 +70,8 @@ def run_case(model, args, batch, prompt_len, num_new, decode_steps, compile, cud
     prompt = torch.randint(0, args.video_vocab_size, (batch, prompt_len), device=device)
     if args.has_bov:
         prompt[:, 0] = args.bov_token
-    context = torch.randn(batch, args.context_len, args.context_dim, device=device) if args.context_dim else None
+    cross = args.cross_attn_every_k_layers
+    context = torch.randn(batch, args.context_len, args.context_dim, device=device) if cross else None
     steps = num_new if decode_steps <= 0 else min(num_new, decode_steps + 1)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -157,7 +158,8 @@ def main() -> None:
         n = min(a.equality_steps, num_new)
         greedy = SamplingParams(temperature=0.0)
         prompt = torch.randint(0, args.video_vocab_size, (1, prompt_len), device=device)
-        ctx = torch.randn(1, args.context_len, args.context_dim, device=device)
+        cross = args.cross_attn_every_k_layers
+        ctx = torch.randn(1, args.context_len, args.context_dim, device=device) if cross else None
         seeds = torch.zeros(1, dtype=torch.long)
         t_fast = ARGenerator(model, compile=True).generate(prompt, n, greedy, seeds, context=ctx)
         t_eager = ARGenerator(model, compile=False, cuda_graph=False).generate(prompt, n, greedy, seeds, context=ctx)
