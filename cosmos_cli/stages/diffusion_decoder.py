@@ -113,7 +113,8 @@ class DiffusionDecoderStage(Stage):
             raise RuntimeError("DiffusionDecoderStage used before load()")
         if self.parallel is None:
             return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed)
-        return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed, make_denoiser=self.parallel.denoiser)
+        factory = self.parallel.denoiser
+        return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed, make_denoiser=factory)
 
     def progress_total(self, tokens: torch.Tensor) -> int:
         """How many times ``run`` calls ``on_progress``: guided denoiser calls (16 per window and video)."""

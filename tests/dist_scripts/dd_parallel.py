@@ -2,11 +2,12 @@
 
     python tests/dist_scripts/dd_parallel.py WORLD CFG GOLDEN_DD_DIR TINY_ROOT OUT_DIR
 
-Not under torchrun, the script relaunches itself on WORLD ranks (as ``--gpus N`` does). Every rank runs
-the golden set's sampler (its noise, schedule and inputs) once alone and once as one unit of WORLD ranks
-with ``CFG`` CFG branches (where its heads split over the sequence-parallel ranks), the same sizes with
-6 heads and random weights (45 tokens: uneven slices on 2 ranks), and the tiny checkpoints' stage on a two-window video both ways; it writes
-``OUT_DIR/rank{r}.json`` with the differences, which ``tests/test_parallel_dd.py`` asserts on.
+Not under torchrun, the script relaunches itself on WORLD ranks (as ``--gpus N`` does). Every rank runs,
+once alone and once as one unit of WORLD ranks with ``CFG`` CFG branches: the golden set's sampler (its
+noise, schedule and inputs; where its heads split over the sequence-parallel ranks), the same sizes with 6
+heads and random weights (45 tokens: uneven slices on 2 ranks), and the tiny checkpoints' stage on a
+two-window video. It writes ``OUT_DIR/rank{r}.json`` with the differences, which
+``tests/test_parallel_dd.py`` asserts on.
 """
 
 from __future__ import annotations
