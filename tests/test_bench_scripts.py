@@ -26,3 +26,14 @@ def test_bench_ar_json_fields(tmp_path):
         assert row["decode_ms_per_step"] > 0 and row["prefill_s"] > 0
     assert report["fast"][1]["speedup_tokens_per_s_vs_b1"] > 0
     assert "ms/step" in done.stdout
+
+
+def test_bench_dd_parallel_times_every_layout_on_two_cpu_ranks(tmp_path):
+    out = tmp_path / "dd_parallel.json"
+    cmd = [sys.executable, "scripts/bench_dd_parallel.py", "--preset", "tiny", "--ranks", "2", "--calls", "1"]
+    done = subprocess.run([*cmd, "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["world"] == 2 and [r["layout"] for r in report["rows"]] == ["1 GPU", "cfg 1 x sp 2", "cfg 2 x sp 1"]
+    for row in report["rows"][1:]:
+        assert row["s_per_call"] > 0 and row["max_abs_diff_vs_1gpu"] <= 1e-5 * row["ref_scale"]

@@ -302,6 +302,9 @@ def _run(opts: dict, samples: list, ctx) -> None:
     extra = {"torchrun": launched} if launched else {}
     if ctx is not None:
         extra["parallel"] = {"world": ctx.dims.world, "tp": ctx.dims.tp, "dp": ctx.dims.dp}
+        if pipeline.dd_parallel is not None and pipeline.diffusion_decoder is not None:
+            dd = pipeline.dd_parallel.dims
+            extra["parallel"]["diffusion_decoder"] = {"cfg": dd.cfg, "sp": dd.sp}
     results = pipeline.run(samples, opts["output_dir"], overwrite=opts["overwrite"], extra_record=extra)
     if ctx is not None:
         from cosmos_cli.parallel.dist import gather_objects

@@ -56,6 +56,16 @@ class PipelineConfig:
     chunk_size: int = 16
     decoding: str = "sequential"
     scd_window: int = 32
+    dd_parallel: bool = True
+    """Under tensor parallelism, the TP group's ranks share each video's diffusion decoding."""
+
+
+@dataclass(frozen=True)
+class DecoderCall:
+    """What a TP leader announces before each video its group decodes together (tensors follow)."""
+
+    seed: int
+    num_frames: int
 
 
 @dataclass
@@ -103,8 +113,11 @@ class VideoPipeline:
         self.ar.require_files()
         self.tokenizer = self.text_encoder = self.diffusion_decoder = None
         self.text_guardrail = self.video_guardrail = None
-        if self.link.is_leader:  # TP followers hold an AR shard and nothing else
+        self.dd_parallel = self.link.dd_parallel() if config.dd_parallel else None
+        if self.link.is_leader:
             self._build_other_stages(on_gpu)
+        elif self.dd_parallel is not None:  # TP followers hold an AR shard and their part of the decoder
+            self.diffusion_decoder = self._build_diffusion_decoder(on_gpu)
 
     # ---- construction: every missing file is reported before any model loads -------------------
     def _build_other_stages(self, on_gpu: bool) -> None:
@@ -122,13 +135,7 @@ class VideoPipeline:
             layout.require(layout.t5_dir / "config.json", what="T5 text encoder")
             t5_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, None: self.dtype}[cfg.text_encoder_dtype]
             self.text_encoder = TextEncoderStage(layout.t5_dir, dtype=t5_dtype)
-        self.diffusion_decoder = None
-        dd_files = (layout.dd_dir / "model.pt", layout.cv_dir / "decoder.jit", layout.cv_dir / "mean_std.pt")
-        if cfg.diffusion_decoder or (cfg.diffusion_decoder is None and all(p.exists() for p in dd_files)):
-            layout.require(*dd_files, what="diffusion decoder (or pass --disable-diffusion-decoder)")
-            from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
-
-            self.diffusion_decoder = DiffusionDecoderStage(layout, dtype=self.dtype, compile=cfg.compile and on_gpu)
+        self.diffusion_decoder = self._build_diffusion_decoder(on_gpu)
         self.text_guardrail = self.video_guardrail = None
         if cfg.guardrail != "off":
             check_guardrail_available(cfg.guardrail, layout.guardrail_dir)
@@ -137,6 +144,20 @@ class VideoPipeline:
             if self.text_encoder is not None:  # NVIDIA checks the prompt only where there is one
                 self.text_guardrail = TextGuardrailStage(layout.guardrail_dir, cfg.guardrail)
             self.video_guardrail = VideoGuardrailStage(layout.guardrail_dir, cfg.guardrail)
+
+    def _build_diffusion_decoder(self, on_gpu: bool):
+        """The decoder stage when it is asked for or its files are present (the same answer on every rank)."""
+        cfg, layout = self.config, self.layout
+        dd_files = (layout.dd_dir / "model.pt", layout.cv_dir / "decoder.jit", layout.cv_dir / "mean_std.pt")
+        if not (cfg.diffusion_decoder or (cfg.diffusion_decoder is None and all(p.exists() for p in dd_files))):
+            return None
+        layout.require(*dd_files, what="diffusion decoder (or pass --disable-diffusion-decoder)")
+        from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
+
+        return DiffusionDecoderStage(
+            layout, dtype=self.dtype, compile=cfg.compile and on_gpu and self.dd_parallel is None,
+            parallel=self.dd_parallel,
+        )  # fmt: skip
 
     def stages(self) -> list:
         return [
@@ -201,6 +222,9 @@ class VideoPipeline:
     def _follow_leader(self) -> None:
         """TP follower: run exactly the AR batches the leader announces, on the leader's tensors."""
         while (plan := self.link.share_object(None)) is not None:
+            if isinstance(plan, DecoderCall):
+                self._follow_decoder(plan)
+                continue
             if not plan:
                 continue
             with self.placements.use(self.ar) as stage:
@@ -208,6 +232,16 @@ class VideoPipeline:
                     prompt = self.link.share_tensor(None)
                     context = self.link.share_tensor(None) if has_context else None
                     stage.generate(prompt, context, num_new, params, torch.tensor(seeds))
+
+    def _follow_decoder(self, call: DecoderCall) -> None:
+        """TP follower: this rank's part of one video's diffusion decoding, on the leader's tensors."""
+        tokens, context = self.link.share_tensor(None), self.link.share_tensor(None)
+        with self.placements.use(self.diffusion_decoder) as dd:
+            dd.seed = call.seed
+            try:
+                dd.run(tokens.cpu(), context.cpu(), call.num_frames)
+            except CosmosError:  # refused before any collective, as on the leader, which records it
+                pass
 
     def _run_chunk(self, chunk, output_dir, results, on_event, extra_record, should_stop) -> None:
         live: list[Sample] = []
@@ -376,10 +410,13 @@ class VideoPipeline:
                         continue
                     with _recorded(results[sample.name]):
                         dd.seed = self.config.dd_seed if self.config.dd_seed is not None else sample.seed
-                        tokens = generated[sample.name][None]
+                        tokens, context = generated[sample.name][None], context_for(sample)
+                        if self.dd_parallel is not None:  # the TP followers decode this video with us
+                            self.link.share_object(DecoderCall(dd.seed, frames))
+                            tokens, context = self.link.share_tensor(tokens).cpu(), self.link.share_tensor(context)
                         total = dd.progress_total(tokens)
                         with progress(f"diffusion decoder {sample.name}", total) as advance:
-                            video = dd.run(tokens, context_for(sample), frames, on_progress=advance)
+                            video = dd.run(tokens, context.cpu(), frames, on_progress=advance)
                         videos[sample.name] = _to_uint8(video[0])
                         results[sample.name].decoder = "diffusion_decoder"
                     on_event(sample.name, "diffusion_decoder", 1, 1)

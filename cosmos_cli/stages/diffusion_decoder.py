@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,6 +24,9 @@ from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, compile
 from cosmos_cli.models.diffusion_decoder.sampler import SamplerSettings
 from cosmos_cli.models.diffusion_decoder.weights import load_network, load_state_dict_file
 from cosmos_cli.pipeline.stage import Stage
+
+if TYPE_CHECKING:
+    from cosmos_cli.parallel.dd import DDParallel
 
 
 class DiffusionDecoderStage(Stage):
@@ -44,13 +48,17 @@ class DiffusionDecoderStage(Stage):
         guidance: float = 1.8,
         compile: bool = False,
         attention: Sequence[str] | None = None,
+        parallel: DDParallel | None = None,
     ):
+        """``parallel``: this rank's place among the ranks that decode one video together (CFG x sequence
+        parallel, :mod:`cosmos_cli.parallel.dd`); every rank of that unit must call :meth:`run` alike."""
         self.layout = layout
         self.dtype = dtype
         self.seed = seed
         self.settings = SamplerSettings(num_steps=num_steps, guidance=guidance)
         self.compile = compile
         self.attention = None if attention is None else tuple(attention)
+        self.parallel = parallel
         self.device = torch.device("cpu")
         self._net: DiffusionDecoderDiT | None = None
         self._cv: CVDecoder | None = None
@@ -103,7 +111,10 @@ class DiffusionDecoderStage(Stage):
     def _decoder(self) -> DiffusionDecoder:
         if self._net is None or self._cv is None:
             raise RuntimeError("DiffusionDecoderStage used before load()")
-        return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed)
+        if self.parallel is None:
+            return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed)
+        factory = self.parallel.denoiser
+        return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed, make_denoiser=factory)
 
     def progress_total(self, tokens: torch.Tensor) -> int:
         """How many times ``run`` calls ``on_progress``: guided denoiser calls (16 per window and video)."""
