@@ -161,6 +161,8 @@ def test_corrupt_video_is_422_with_the_cli_message(client, server, tmp_path, mon
         ({"num_input_frames": 5}, "num_input_frames must be 1 or 9"),
         ({"top_p": 1.5}, "top_p must be in (0, 1]"),
         ({"seed": "x"}, "seed must be an integer"),
+        ({"seed": str(2**70)}, "seed must be in [0, 2**63)"),
+        ({"temperature": "-1"}, "temperature must be 0 or more"),
         ({"steps": 3}, "unknown form field 'steps'"),
     ],
 )

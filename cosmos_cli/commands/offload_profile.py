@@ -167,7 +167,7 @@ def _plan_report(sizes, shape, budget: float, host: float | None) -> dict:
 
 def _flags(policy: dict) -> str:
     """``generate`` flags for a policy: NVIDIA's names where they match, ``--placement`` otherwise."""
-    from cosmos_cli.commands.generate import OFFLOAD_FLAGS
+    from cosmos_cli.request import OFFLOAD_FLAGS
 
     remaining = {k: v for k, v in policy.items() if v != "gpu"}
     if remaining and len(remaining) == len(policy) and set(remaining.values()) == {"cpu"}:

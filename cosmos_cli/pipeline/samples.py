@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cosmos_cli.errors import BadInput
-
 RESULT_FILE = "generation.json"
 
 
@@ -53,43 +51,3 @@ def safe_name(text: str) -> str:
     """A file-system-safe sample name."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
     return name or "sample"
-
-
-def single_sample(prompt: str, visual_input: Path, name: str | None, seed: int, num_input_frames: int) -> Sample:
-    stem = Path(name).stem if name else Path(visual_input).stem
-    return Sample(safe_name(stem), prompt, Path(visual_input), seed, num_input_frames=num_input_frames)
-
-
-def read_batch(path: Path, seed: int, num_input_frames: int) -> list[Sample]:
-    """Samples of a JSONL file; names are ``<line:03d>_<input stem>`` so duplicate basenames never collide."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"batch file not found: {path}", "pass a JSONL file with one {prompt, visual_input} per line")
-    samples = []
-    for number, line in enumerate(path.read_text().splitlines()):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BadInput(f"{path}:{number + 1} is not valid JSON ({err.msg})", "one JSON object per line") from err
-        if not isinstance(row, dict) or "visual_input" not in row:
-            raise BadInput(f'{path}:{number + 1} has no "visual_input"', 'each line needs {"prompt", "visual_input"}')
-        visual = Path(row["visual_input"])
-        if not visual.is_absolute():
-            visual = path.parent / visual
-        samples.append(
-            Sample(
-                name=f"{number:03d}_{safe_name(visual.stem)}",
-                prompt=str(row.get("prompt", "")),
-                visual_input=visual,
-                seed=int(row.get("seed", seed)),
-                top_p=row.get("top_p"),
-                temperature=row.get("temperature"),
-                num_input_frames=int(row.get("num_input_frames", num_input_frames)),
-                index=number,
-            )
-        )
-    if not samples:
-        raise BadInput(f"batch file {path} holds no samples", "add one JSON object per line")
-    return samples
