@@ -230,3 +230,26 @@ def test_non_ascii_names_get_their_own_folders(tiny_checkpoints, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(folders)
     for folder in folders:
         assert read_mp4(out / folder / f"{folder}.mp4").shape[0] == 33
+
+
+def test_full_disk_is_exit_2_and_leaves_no_unplayable_file(tiny_checkpoints, tmp_path, capsys):
+    from tests.small_fs import fill, small_tmpfs
+
+    clips = shared_path("data", "clips")
+    with small_tmpfs(tmp_path / "small", "4k") as disk:  # the tiny mp4 is ~5 KB, its failure record ~3 KB
+        argv = ["--input", str(clips / "input.mp4"), "--prompt", PROMPT, "--output-dir", str(disk / "out"),
+                "--disable-diffusion-decoder"]  # fmt: skip
+        assert generate(tiny_checkpoints, *argv) == 2
+        err = capsys.readouterr().err
+        assert f"disk full at {disk / 'out' / 'input'}/" in err and "Traceback" not in err  # the mp4 or its record
+        assert not list(disk.rglob("*.mp4")) and not list(disk.rglob("*.partial-*"))
+        record = disk / "out/input/generation.json"
+        assert not record.exists() or json.loads(record.read_text())["status"] == "failed"
+        fill(disk)  # now not even the records fit
+        batch = tmp_path / "batch.jsonl"
+        batch.write_text(json.dumps({"prompt": PROMPT, "visual_input": str(clips / "batch_inputs_0.mp4")}))
+        argv = ["--batch-input", str(batch), "--output-dir", str(disk / "b"), "--disable-diffusion-decoder"]
+        assert generate(tiny_checkpoints, *argv) == 2
+        assert f"disk full at {disk / 'b' / 'summary.json'}" in capsys.readouterr().err
+        left = {str(p.relative_to(disk)) for p in disk.rglob("*") if p.is_file()}
+        assert left <= {"filler", "out/input/generation.json"}, left  # nothing of the batch, no partials
