@@ -19,7 +19,6 @@ from pathlib import Path
 
 from cosmos_cli.errors import BadInput
 
-
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
