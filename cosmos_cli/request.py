@@ -146,12 +146,12 @@ class GenerateRequest:
 
 def to_sample(request: SampleRequest, index: int = 0) -> Sample:
     """The pipeline's :class:`Sample` for a request (every field the two share is copied)."""
-    from cosmos_cli.pipeline.samples import Sample, safe_name
+    from cosmos_cli.pipeline.samples import Sample, sample_name
 
     shared = {f.name for f in dataclasses.fields(Sample)}
     values = {k: v for k, v in dataclasses.asdict(request).items() if k in shared}
     stem = Path(request.name).stem if request.name else Path(request.visual_input or "sample").stem
-    values.update(name=safe_name(stem), visual_input=Path(request.visual_input or ""))
+    values.update(name=sample_name(stem), visual_input=Path(request.visual_input or ""))
     if "index" in shared:
         values["index"] = index
     return Sample(**values)
@@ -172,7 +172,7 @@ def read_jsonl(path: Path, defaults: SampleRequest) -> list[SampleRequest]:
     """The samples of a JSONL file: one ``{"prompt", "visual_input", ...}`` object per line, each field's
     type and range checked, errors naming ``FILE:LINE``. Relative inputs resolve against the file's folder;
     names are ``<line:03d>_<input stem>`` (0-based line), so duplicate basenames never collide."""
-    from cosmos_cli.pipeline.samples import safe_name
+    from cosmos_cli.pipeline.samples import sample_name
 
     path = Path(path)
     if not path.is_file():
@@ -200,7 +200,7 @@ def read_jsonl(path: Path, defaults: SampleRequest) -> list[SampleRequest]:
         sample = dataclasses.replace(defaults, **values)
         if not sample.visual_input.is_absolute():
             sample.visual_input = path.parent / sample.visual_input
-        sample.name = f"{number:03d}_{safe_name(sample.visual_input.stem)}"
+        sample.name = f"{number:03d}_{sample_name(sample.visual_input.stem)}"
         validate(sample, lambda name, _w=where: f"{_w}: {name}")
         samples.append(sample)
     if not samples:

@@ -320,3 +320,44 @@ def test_list_gives_the_most_recent_jobs_in_submission_order(tmp_path):
     assert [j.id for j in store.claim(3)] == ["a", "c"]  # one batch decodes one way; b waits for the next
     assert [j.id for j in store.recent("queued")] == ["b"]
     store.close()
+
+
+def test_second_server_on_the_same_jobs_dir_refuses(tiny_checkpoints, server, client):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "cosmos_cli", "serve", "--port", "0", "--jobs-dir", str(server.jobs_dir),
+            *serve_args(tiny_checkpoints)]  # fmt: skip
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert second.returncode == 2, second.stderr
+    line = second.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    assert f"is in use by another server (pid {server.process.pid} on {socket.gethostname()}" in line
+    assert "--jobs-dir" in line
+    # the first server is untouched and still works
+    job = wait(client, submit(client, shared_path("data", "clips", "input.jpg")).json()["id"])
+    assert job["status"] == "succeeded"
+
+
+def test_sigterm_puts_the_running_job_back_in_the_queue(tiny_checkpoints, tmp_path):
+    clip = shared_path("data", "clips", "input.mp4")
+    jobs = tmp_path / "jobs"
+    running = LocalServer(serve_args(tiny_checkpoints), jobs, KEY, tmp_path / "serve.log").start()
+    try:
+        with httpx.Client(base_url=running.url, headers=running.headers, timeout=60) as c:
+            ids = [submit(c, clip).json()["id"] for _ in range(3)]
+            deadline = time.monotonic() + 60
+            while c.get(f"/v1/generations/{ids[0]}").json()["status"] == "queued" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert running.stop() in (0, -15)  # SIGTERM; uvicorn re-raises it after its graceful shutdown
+    finally:
+        if running.process.poll() is None:
+            running.kill()
+    with sqlite3.connect(jobs / "jobs.sqlite3") as db:
+        rows = {r[0]: r[1:] for r in db.execute("SELECT id, status, attempts FROM jobs")}
+    assert rows[ids[0]] == ("queued", 0), (rows, running.log_tail())  # stopped at a stage boundary, not lost
+    assert {rows[i] for i in ids[1:]} == {("queued", 0)}
+    assert not (jobs / "results" / ids[0]).exists()
+    assert f"job(s) {ids[0]} queued again" in running.log_tail(50)

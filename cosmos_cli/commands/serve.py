@@ -129,6 +129,7 @@ def _serve(pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_
     from cosmos_cli.serve.worker import GenerationWorker
 
     sock = _bind(host, port)
+    lock = _lock_jobs_dir(jobs_dir, sock)  # before recover(): a second server must touch nothing
     _configure_logging()
     log = logging.getLogger(LOGGER)
     store = JobStore(jobs_dir)
@@ -169,8 +170,22 @@ def _serve(pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_
     finally:
         sock.close()
         store.close()
+        lock.release()
     if fatal:
         raise fatal[0]
+
+
+def _lock_jobs_dir(jobs_dir: Path, sock):
+    """Hold ``jobs_dir`` for this server's life (``serve/dirlock.py``); a second server exits 2 here."""
+    from cosmos_cli.serve.dirlock import JobsDirLock
+
+    lock = JobsDirLock(jobs_dir)
+    try:
+        lock.acquire()
+    except BaseException:
+        sock.close()
+        raise
+    return lock
 
 
 def _bind(host: str, port: int):

@@ -25,7 +25,14 @@ from cosmos_cli.console import info, progress
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.errors import BadInput, CosmosError, GuardrailBlocked
 from cosmos_cli.io.atomic import atomic_path
-from cosmos_cli.io.video import load_model_input, write_mp4
+from cosmos_cli.io.video import input_kind, load_model_input, write_mp4
+from cosmos_cli.pipeline.fingerprint import (
+    RECORD_KEY,
+    difference,
+    file_sha256,
+    request_fingerprint,
+    weights_identity,
+)
 from cosmos_cli.pipeline.offload import Placements
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.stages.ar_model import ARModelStage
@@ -200,13 +207,17 @@ class VideoPipeline:
             return []
         output_dir = Path(output_dir)
         results = {s.name: SampleResult(s.name) for s in samples}
+        self._requests: dict[str, dict] = {}
         todo = []
         for sample in samples:
-            if not overwrite and sample.is_done(output_dir):
+            record = None if overwrite else sample.finished_record(output_dir)
+            if record is None:
+                todo.append(sample)
+                continue
+            with _recorded(results[sample.name]):  # a record for another request is this sample's error
+                self._check_same_request(sample, record, output_dir)
                 results[sample.name].status = "skipped"
                 results[sample.name].video_path = str(sample.video_path(output_dir))
-            else:
-                todo.append(sample)
         step = max(self.config.chunk_size, self.config.batch_size)
         for start in range(0, len(todo), step):
             if should_stop and should_stop():
@@ -273,9 +284,32 @@ class VideoPipeline:
         for sample in chunk:
             result = results[sample.name]
             if result.status in ("failed", "blocked"):
-                self._write_record(sample, output_dir, result, extra_record)
+                try:
+                    self._write_record(sample, output_dir, result, extra_record)
+                except CosmosError as err:  # disk full, ...: the sample's own error stays the one reported
+                    info(f"{sample.name}: could not record its failure: {err.one_line()}")
+
+    def _request(self, sample: Sample) -> dict:
+        """This sample's request fingerprint (``fingerprint.py``); reads the input file once to hash it."""
+        kind = input_kind(sample.visual_input)
+        sampling = self._sampling(sample)
+        return request_fingerprint(
+            self.config, sample, input_sha256=file_sha256(sample.visual_input), input_kind=kind,
+            top_p=sampling.top_p, temperature=sampling.temperature,
+            decoder="diffusion_decoder" if self.diffusion_decoder is not None else "dv_tokenizer",
+            weights=None if self.config.load_format == "dummy" else weights_identity(self.layout.ar_weights),
+        )  # fmt: skip
+
+    def _check_same_request(self, sample: Sample, record: dict, output_dir: Path) -> None:
+        differs = difference(record.get(RECORD_KEY), self._request(sample))
+        if differs is not None:
+            raise BadInput(
+                f"{sample.folder(output_dir)} holds a video made for another request ({differs})",
+                "pass --overwrite to replace it, or choose another --output-dir",
+            )
 
     def _read_input(self, sample: Sample) -> np.ndarray:
+        self._requests[sample.name] = self._request(sample)  # before an image forces one context frame
         if sample.num_input_frames not in SUPPORTED_CONTEXT_FRAMES:
             raise BadInput(f"num_input_frames must be 1 or 9, got {sample.num_input_frames}", "use 1 or 9")
         frames, info = load_model_input(
@@ -463,12 +497,20 @@ class VideoPipeline:
 
     # ---- outputs -------------------------------------------------------------------------------
     def _write(self, sample: Sample, frames: np.ndarray, output_dir: Path, result: SampleResult, extra: dict):
+        """The mp4, then its record. The old record goes first: a failure between the two writes leaves a
+        video without a record (redone by a re-run), never a new video described by an old record."""
         path = sample.video_path(output_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
+        sample.result_path(output_dir).unlink(missing_ok=True)
         write_mp4(frames, path, fps=self.config.fps, overwrite=True)
         result.status = "succeeded"
         result.video_path = str(path)
-        self._write_record(sample, output_dir, result, extra)
+        try:
+            self._write_record(sample, output_dir, result, extra)
+        except BaseException:
+            path.unlink(missing_ok=True)  # a video without its record is not a result
+            result.status, result.video_path = "pending", None
+            raise
 
     def _write_record(self, sample: Sample, output_dir: Path, result: SampleResult, extra: dict) -> None:
         record = {
@@ -483,6 +525,7 @@ class VideoPipeline:
             "sampling": asdict(self._sampling(sample)),
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()},
             "model": self.args.name,
+            RECORD_KEY: getattr(self, "_requests", {}).get(sample.name),
             "device": str(self.device),
             "cosmos_cli": __version__,
             "finished_at": datetime.now(timezone.utc).isoformat(),
