@@ -88,6 +88,9 @@ def command(
     checkpoint_dir: CheckpointDirOpt = DEFAULT_CHECKPOINT,
     ar_model_dir: ArModelDirOpt = DEFAULT_AR_MODEL_DIR,
     num_input_frames: Annotated[int, typer.Option("--num-input-frames", help="1 or 9 context frames.")] = 9,
+    num_frames: Annotated[
+        int, typer.Option("--num-frames", help="Output frames: 33 + 24k up to 273, by chunks (docs/long-videos.md).")
+    ] = 33,
     input_type: Annotated[str | None, typer.Option("--input-type", hidden=True)] = None,
     top_p: Annotated[
         float | None, typer.Option("--top-p", help="Nucleus mass; default: the model's tuned value (5B: 0.7).")
@@ -143,7 +146,8 @@ def command(
     overwrite: OverwriteOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Generate a 33-frame continuation of a clip (or image) for a prompt, or for every line of a JSONL batch."""
+    """Generate a continuation of a clip (or image) for a prompt, or for every line of a JSONL batch: 33 frames,
+    or ``--num-frames`` 33 + 24k by continuing from the last frames generated."""
     opts = dict(locals())
     samples = _samples(opts)  # bad arguments and batch files fail here, once, before any process starts
     _check_parallel(opts)
@@ -226,16 +230,19 @@ def _generate_here(samples: list, **opts) -> None:
 
 
 def _samples(opts: dict) -> list:
+    from cosmos_cli.pipeline.long_video import check_num_frames
     from cosmos_cli.pipeline.samples import read_batch, single_sample
 
     input, batch_input, prompt = opts["input"], opts["batch_input"], opts["prompt"]
+    num_frames = check_num_frames(opts["num_frames"])
     if (input is None) == (batch_input is None):
         raise BadInput("give exactly one of --input or --batch-input", "see cosmos-cli generate --help")
     if input is not None:
         if prompt is None and not opts["ar_model_dir"].lower().endswith(("-4b", "-12b")):
             raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
-        return [single_sample(prompt or "", input, opts["video_save_name"], opts["seed"], opts["num_input_frames"])]
-    return read_batch(batch_input, opts["seed"], opts["num_input_frames"])
+        name, seed, context = opts["video_save_name"], opts["seed"], opts["num_input_frames"]
+        return [single_sample(prompt or "", input, name, seed, context, num_frames)]
+    return read_batch(batch_input, opts["seed"], opts["num_input_frames"], num_frames)
 
 
 def _run(opts: dict, samples: list, ctx) -> None:

@@ -1,8 +1,8 @@
 """What to generate: single inputs or JSONL batches, with output names that never collide.
 
 A JSONL line is ``{"prompt": ..., "visual_input": ...}`` (NVIDIA's format; relative paths resolve against
-the file's folder); ``seed``, ``top_p``, ``temperature`` and ``num_input_frames`` may override the
-command's values per line. Each sample writes ``<output_dir>/<name>/<name>.mp4`` plus
+the file's folder); ``seed``, ``top_p``, ``temperature``, ``num_input_frames`` and ``num_frames`` may
+override the command's values per line. Each sample writes ``<output_dir>/<name>/<name>.mp4`` plus
 ``<name>/generation.json``; a re-run skips samples whose JSON says they succeeded.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cosmos_cli.errors import BadInput
+from cosmos_cli.pipeline.long_video import check_num_frames
 
 RESULT_FILE = "generation.json"
 
@@ -27,6 +28,8 @@ class Sample:
     top_p: float | None = None
     temperature: float | None = None
     num_input_frames: int = 9
+    num_frames: int = 33
+    """Frames of the output video: 33 + 24k (:mod:`cosmos_cli.pipeline.long_video`)."""
     index: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -55,12 +58,16 @@ def safe_name(text: str) -> str:
     return name or "sample"
 
 
-def single_sample(prompt: str, visual_input: Path, name: str | None, seed: int, num_input_frames: int) -> Sample:
+def single_sample(
+    prompt: str, visual_input: Path, name: str | None, seed: int, num_input_frames: int, num_frames: int = 33
+) -> Sample:
     stem = Path(name).stem if name else Path(visual_input).stem
-    return Sample(safe_name(stem), prompt, Path(visual_input), seed, num_input_frames=num_input_frames)
+    return Sample(
+        safe_name(stem), prompt, Path(visual_input), seed, num_input_frames=num_input_frames, num_frames=num_frames
+    )
 
 
-def read_batch(path: Path, seed: int, num_input_frames: int) -> list[Sample]:
+def read_batch(path: Path, seed: int, num_input_frames: int, num_frames: int = 33) -> list[Sample]:
     """Samples of a JSONL file; names are ``<line:03d>_<input stem>`` so duplicate basenames never collide."""
     path = Path(path)
     if not path.is_file():
@@ -87,6 +94,7 @@ def read_batch(path: Path, seed: int, num_input_frames: int) -> list[Sample]:
                 top_p=row.get("top_p"),
                 temperature=row.get("temperature"),
                 num_input_frames=int(row.get("num_input_frames", num_input_frames)),
+                num_frames=check_num_frames(row.get("num_frames", num_frames), f"{path}:{number + 1} num_frames"),
                 index=number,
             )
         )

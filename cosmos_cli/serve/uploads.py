@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from cosmos_cli.errors import BadInput
 from cosmos_cli.io.video import load_model_input
+from cosmos_cli.pipeline.long_video import check_num_frames
 from cosmos_cli.pipeline.pipeline import SUPPORTED_CONTEXT_FRAMES
 from cosmos_cli.pipeline.samples import safe_name
 from cosmos_cli.serve.errors import ApiError
@@ -194,7 +195,9 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:g} MiB"
 
 
-FORM_FIELDS = ("prompt", "seed", "top_p", "temperature", "num_input_frames", "disable_diffusion_decoder")
+FORM_FIELDS = (
+    "prompt", "seed", "top_p", "temperature", "num_input_frames", "num_frames", "disable_diffusion_decoder",
+)  # fmt: skip
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -221,6 +224,10 @@ def job_params(form: ReceivedForm, prompt_required: bool) -> JobParams:
     num_input_frames = _number(fields, "num_input_frames", int, 9)
     if num_input_frames not in SUPPORTED_CONTEXT_FRAMES:
         raise _invalid(f"num_input_frames must be 1 or 9, got {num_input_frames}", "use 9 (the default) or 1")
+    try:
+        num_frames = check_num_frames(fields.get("num_frames", "").strip() or 33, "num_frames")
+    except BadInput as err:
+        raise _invalid(err.message, err.hint or "") from None
     flag = fields.get("disable_diffusion_decoder", "false").strip().lower()
     if flag not in _TRUE + _FALSE:
         raise _invalid(f"disable_diffusion_decoder must be true or false, got {flag!r}", "use true or false")
@@ -230,6 +237,7 @@ def job_params(form: ReceivedForm, prompt_required: bool) -> JobParams:
         top_p=top_p,
         temperature=temperature,
         num_input_frames=num_input_frames,
+        num_frames=num_frames,
         disable_diffusion_decoder=flag in _TRUE,
         filename=form.filename,
     )
