@@ -138,6 +138,9 @@ class LongVideos:
                 else:
                     saved = store.load(self._fingerprint(sample), limit=num_chunks(sample.num_frames))
             if saved is None:
+                if num_chunks(sample.num_frames) > 1:
+                    total = num_chunks(sample.num_frames)
+                    info(f"[bold]chunk 1/{total}[/bold] of {sample.name}: frames 0-{CHUNK_FRAMES - 1} from the input")
                 fresh.append(sample)
                 continue
             self._saved[sample.name] = saved
