@@ -55,6 +55,9 @@ RULES: dict[str, Rule] = {
     "fps": Rule(_finite(lambda v: v > 0), "must be positive", "e.g. 25"),
     "batch_size": Rule(lambda v: v >= 1, "must be 1 or more", "use 1 or more"),
     "num_input_frames": Rule(lambda v: v in (1, 9), "must be 1 or 9", "use 9 (the default) or 1"),
+    "num_frames": Rule(
+        lambda v: _num_frames_ok(v), "must be 33 + 24k (33, 57, 81, ...) up to 273", "each further chunk adds 24"
+    ),
     "scd_window": Rule(lambda v: v >= 1, "must be at least 1", "e.g. 32"),
     "gpu_memory_budget": Rule(_finite(lambda v: v > 0), "must be positive", "give GiB, e.g. 24"),
     "gpus": Rule(lambda v: v >= 1, "must be at least 1", "use --gpus 1 for one GPU"),
@@ -65,6 +68,16 @@ RULES: dict[str, Rule] = {
     "decoding": Rule(lambda v: v in ("sequential", "scd"), "must be sequential or scd", "use sequential or scd"),
 }
 """One line per ranged field, applied by name wherever the field appears (sample, run or pipeline)."""
+
+def _num_frames_ok(value: int) -> bool:
+    from cosmos_cli.pipeline.long_video import check_num_frames
+
+    try:
+        check_num_frames(value)
+    except BadInput:
+        return False
+    return True
+
 
 Speller = Callable[[str], str]
 """How a field is named in a message: ``--top-p`` on the command line, ``top_p`` for ``serve``."""
@@ -105,6 +118,8 @@ class SampleRequest:
     temperature: float | None = None
     """None: the run's ``--temperature``."""
     num_input_frames: int = 9
+    num_frames: int = 33
+    """Frames of the output: 33, or 33 + 24k by continuing chunk after chunk (``pipeline/long_video.py``)."""
     name: str | None = field(default=None, metadata={"line": False})
     """The output's name (``--video-save-name``; JSONL lines are named from their number and input)."""
 

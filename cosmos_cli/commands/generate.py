@@ -79,6 +79,9 @@ def command(
     checkpoint_dir: CheckpointDirOpt = DEFAULT_CHECKPOINT,
     ar_model_dir: ArModelDirOpt = DEFAULT_AR_MODEL_DIR,
     num_input_frames: Annotated[int, typer.Option("--num-input-frames", help="1 or 9 context frames.")] = 9,
+    num_frames: Annotated[
+        int, typer.Option("--num-frames", help="Output frames: 33 + 24k up to 273, by chunks (docs/long-videos.md).")
+    ] = 33,
     input_type: Annotated[str | None, typer.Option("--input-type", hidden=True)] = None,
     top_p: Annotated[
         float | None, typer.Option("--top-p", help="Nucleus mass; default: the model's tuned value (5B: 0.7).")
@@ -167,7 +170,8 @@ def command(
         scd_window=scd_window,
     )
     defaults = validate(SampleRequest(prompt=prompt or "", visual_input=input, seed=seed,
-                                      num_input_frames=num_input_frames, name=video_save_name))  # fmt: skip
+                                      num_input_frames=num_input_frames, num_frames=num_frames,
+                                      name=video_save_name))  # fmt: skip
     request = validate(
         GenerateRequest(
             samples=_samples(defaults, input, batch_input, prompt, config),
@@ -212,7 +216,9 @@ def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str
         if prompt is None and needs_prompt(config.checkpoint_dir, config.ar_model_dir):
             raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
         return [defaults]
-    line_defaults = SampleRequest(seed=defaults.seed, num_input_frames=defaults.num_input_frames)
+    line_defaults = SampleRequest(
+        seed=defaults.seed, num_input_frames=defaults.num_input_frames, num_frames=defaults.num_frames
+    )
     return read_jsonl(batch_input, line_defaults)
 
 

@@ -86,6 +86,8 @@ class SampleResult:
     faces_pixelated: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     decoding: dict = field(default_factory=dict)
+    chunks: list[dict] = field(default_factory=list)
+    """One record per chunk of the video (``--num-frames``; see :mod:`cosmos_cli.pipeline.long_video`)."""
     exception: BaseException | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
@@ -225,7 +227,7 @@ class VideoPipeline:
             chunk = todo[start : start + step]
             self._run_chunk(
                 chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
-                should_stop or (lambda: False),
+                should_stop or (lambda: False), restart=overwrite,
             )  # fmt: skip
         self.link.share_object(None)  # tells TP followers that the work is done
         return [results[s.name] for s in samples]
@@ -254,7 +256,10 @@ class VideoPipeline:
             except CosmosError:  # refused before any collective, as on the leader, which records it
                 pass
 
-    def _run_chunk(self, chunk, output_dir, results, on_event, extra_record, should_stop) -> None:
+    def _run_chunk(self, chunk, output_dir, results, on_event, extra_record, should_stop, restart=False) -> None:
+        from cosmos_cli.pipeline.long_video import LongVideos
+
+        long = LongVideos(self, output_dir, results, on_event, restart=restart)
         live: list[Sample] = []
         inputs: dict[str, np.ndarray] = {}
         for sample in chunk:
@@ -266,21 +271,25 @@ class VideoPipeline:
         if should_stop():
             return
         contexts = self._stage_text_encoder(live, results, on_event)
-        tokens = self._stage_tokenize(live, inputs, results, on_event)
-        live = [s for s in live if s.name in tokens]
+        first = long.without_saved_chunks(live)  # a resumed long video skips its first chunk
+        tokens = self._stage_tokenize(first, inputs, results, on_event)
+        first = [s for s in first if s.name in tokens]
         if should_stop():
             return
-        generated = self._stage_ar(live, tokens, contexts, results, on_event)
+        generated = self._stage_ar(first, tokens, contexts, results, on_event)
         if should_stop():
             return
-        videos = self._stage_decode(live, generated, contexts, results, on_event)
+        videos = self._stage_decode(first, generated, contexts, results, on_event)
+        videos = long.extend(live, videos, generated, contexts, should_stop)  # saves, then chunks past 33
         if should_stop():
             return
         videos = self._stage_video_guardrail(live, videos, results, on_event)
+        long.record_frames(live, videos)
         for sample in live:
             if sample.name in videos:
                 with _recorded(results[sample.name]):
                     self._write(sample, videos[sample.name], output_dir, results[sample.name], extra_record)
+        long.finish(live)
         for sample in chunk:
             result = results[sample.name]
             if result.status in ("failed", "blocked"):
@@ -521,6 +530,7 @@ class VideoPipeline:
             "faces_pixelated": result.faces_pixelated,
             "decoding": result.decoding,
             "timings_s": result.timings,
+            "chunks": result.chunks,
             "sample": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(sample).items()},
             "sampling": asdict(self._sampling(sample)),
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()},

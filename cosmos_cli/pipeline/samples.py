@@ -1,8 +1,8 @@
 """What to generate: single inputs or JSONL batches, with output names that never collide.
 
 A JSONL line is ``{"prompt": ..., "visual_input": ...}`` (NVIDIA's format; relative paths resolve against
-the file's folder); ``seed``, ``top_p``, ``temperature`` and ``num_input_frames`` may override the
-command's values per line. Each sample writes ``<output_dir>/<name>/<name>.mp4`` plus
+the file's folder); ``seed``, ``top_p``, ``temperature``, ``num_input_frames`` and ``num_frames`` may
+override the command's values per line. Each sample writes ``<output_dir>/<name>/<name>.mp4`` plus
 ``<name>/generation.json``; a re-run skips a sample whose JSON says it succeeded for the same request
 (``pipeline/fingerprint.py``).
 """
@@ -28,6 +28,8 @@ class Sample:
     top_p: float | None = None
     temperature: float | None = None
     num_input_frames: int = 9
+    num_frames: int = 33
+    """Frames of the output video: 33 + 24k (:mod:`cosmos_cli.pipeline.long_video`)."""
     index: int = 0
     extra: dict = field(default_factory=dict)
 

@@ -72,6 +72,7 @@ class JobParams:
     top_p: float | None = None
     temperature: float | None = None
     num_input_frames: int = 9
+    num_frames: int = 33
     disable_diffusion_decoder: bool = False
     filename: str = ""
 

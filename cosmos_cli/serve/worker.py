@@ -172,6 +172,7 @@ def _sample(job: Job, root: Path) -> Sample:
         top_p=params.top_p,
         temperature=params.temperature,
         num_input_frames=params.num_input_frames,
+        num_frames=params.num_frames,
     )
 
 
