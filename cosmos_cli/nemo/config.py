@@ -58,11 +58,15 @@ def shape_fields(shapes: dict[tuple[str, int | None], tuple[int, ...]]) -> dict:
     def get(name: str, layer: int | None = 0):
         return shapes.get((name, layer))
 
-    emb, proj, qkv = get("embedding.word_embeddings.weight", None), get("self_attention.linear_proj.weight"), get(
-        "self_attention.linear_qkv.weight"
+    emb, proj, qkv = (
+        get("embedding.word_embeddings.weight", None),
+        get("self_attention.linear_proj.weight"),
+        get("self_attention.linear_qkv.weight"),
     )
-    fc2, qn, kv = get("mlp.linear_fc2.weight"), get("self_attention.q_layernorm.weight"), get(
-        "cross_attention.linear_kv.weight"
+    fc2, qn, kv = (
+        get("mlp.linear_fc2.weight"),
+        get("self_attention.q_layernorm.weight"),
+        get("cross_attention.linear_kv.weight"),
     )
     if emb is None or proj is None or qkv is None or fc2 is None:
         named = (("embedding", emb), ("linear_proj", proj), ("linear_qkv", qkv), ("fc2", fc2))

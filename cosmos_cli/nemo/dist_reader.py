@@ -119,8 +119,13 @@ def _storage_dtypes() -> dict[str, torch.dtype]:
     """``torch.FloatStorage`` and friends (the names ``torch.save`` pickles) -> dtype."""
     with warnings.catch_warnings():  # "TypedStorage is deprecated"
         warnings.simplefilter("ignore")
-        return {name: cls.dtype for name in dir(torch) if name.endswith("Storage")
-                and isinstance(cls := getattr(torch, name), type) and issubclass(cls, torch.storage._LegacyStorage)}  # fmt: skip
+        legacy = torch.storage._LegacyStorage
+        out = {}
+        for name in dir(torch):
+            cls = getattr(torch, name)
+            if name.endswith("Storage") and isinstance(cls, type) and issubclass(cls, legacy):
+                out[name] = cls.dtype
+        return out
 
 
 class DistCheckpoint:
