@@ -78,7 +78,7 @@ def shape_fields(shapes: dict[tuple[str, int | None], tuple[int, ...]]) -> dict:
         "dim": emb[1],
         "ffn_hidden_size": fc2[1],
         "qk_norm": qn is not None,
-        "cross": kv is not None,
+        "cross": any(name.startswith(("cross_attention.", "pre_cross_attn_layernorm.")) for name, _ in shapes),
         "proj_cols": proj[1],
         "qkv_rows": qkv[0],
     }
@@ -134,6 +134,9 @@ def infer_args(config: dict | None, shapes: dict, folder: Path) -> tuple[ModelAr
         values["yarn"] = base.yarn
     else:
         values["yarn"] = None
+    if cross and "context_dim" not in values:
+        raise CheckpointMismatch("cross-attention without linear_kv weights or crossattn_emb_size",
+                                 "the NeMo checkpoint is incomplete")  # fmt: skip
     values["family"] = family
     values["cross_attn_every_k_layers"] = 1 if cross else 0
     args = dataclasses.replace(base, **values)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import pickle
 import struct
@@ -206,16 +207,24 @@ class DistCheckpoint:
         if layout.size != chunk.sizes:
             raise CheckpointMismatch(f"{key}: stored chunk {layout.size} != metadata {chunk.sizes}",
                                      "the NeMo checkpoint is corrupt")  # fmt: skip
+        dims = [(start, stop, stride) for (start, stop), stride in zip(region, layout.stride, strict=True)]
+        return self._gather(chunk.path, layout, layout.storage_offset, dims)
+
+    def _gather(self, path: Path, layout: _Layout, base: int, dims: list[tuple[int, int, int]]) -> torch.Tensor:
+        """``pread`` the byte span of ``dims`` (start, stop, stride) from element ``base``; a span much
+        larger than the elements it holds (a column slice) is read one index of the outer dim at a time."""
         itemsize = torch.empty((), dtype=layout.dtype).element_size()
-        first = layout.storage_offset + sum(start * s for (start, _), s in zip(region, layout.stride, strict=True))
-        last = layout.storage_offset + sum((stop - 1) * s for (_, stop), s in zip(region, layout.stride, strict=True))
-        count = last - first + 1
-        data = os.pread(self._fd(chunk.path), count * itemsize, layout.data_offset + first * itemsize)
+        first = base + sum(start * stride for start, _, stride in dims)
+        count = sum((stop - 1 - start) * stride for start, stop, stride in dims) + 1
+        needed = math.prod(stop - start for start, stop, _ in dims)
+        if len(dims) > 1 and count > 2 * needed:
+            start, stop, stride = dims[0]
+            return torch.stack([self._gather(path, layout, base + i * stride, dims[1:]) for i in range(start, stop)])
+        data = os.pread(self._fd(path), count * itemsize, layout.data_offset + first * itemsize)
         if len(data) != count * itemsize:
-            raise CheckpointMismatch(f"{chunk.path} is truncated", "copy or download the NeMo checkpoint again")
+            raise CheckpointMismatch(f"{path} is truncated", "copy or download the NeMo checkpoint again")
         flat = torch.frombuffer(bytearray(data), dtype=layout.dtype)
-        sizes = [stop - start for start, stop in region]
-        return flat.as_strided(sizes, layout.stride)
+        return flat.as_strided([stop - start for start, stop, _ in dims], [stride for _, _, stride in dims])
 
     def _fd(self, path: Path) -> int:
         if path not in self._fds:

@@ -59,6 +59,7 @@ class NemoCheckpoint:
         self.index, self.skipped = _index(self.dist.tensors)
         shapes = {key: self._layer_shape(entry) for key, entry in self.index.items()}
         self.args, self.notes = infer_args(read_model_yaml(folder.model_yaml), shapes, folder.root)
+        self._last: tuple | None = None
         self.dtype = _common_dtype([self.dist.tensors[k].dtype for k, _ in self.index.values()])
 
     @property
@@ -122,9 +123,17 @@ class NemoCheckpoint:
         key, layer = self.index[(source.nemo, source.layer)]
 
         def read(region: Region) -> torch.Tensor:
+            # wq, wk and wv (and a TP rank's slices of them) come from the same block of linear_qkv,
+            # requested one after the other: keep the last block instead of reading it three times.
+            cache_key = (key, layer, region)
+            if self._last is not None and self._last[0] == cache_key:
+                return self._last[1]
             if layer is None:
-                return self.dist.read(key, region)
-            return self.dist.read(key, ((layer, layer + 1), *region))[0]
+                tensor = self.dist.read(key, region)
+            else:
+                tensor = self.dist.read(key, ((layer, layer + 1), *region))[0]
+            self._last = (cache_key, tensor) if source.kind == "grouped" else None
+            return tensor
 
         return lambda region: select(source, read, region)
 
