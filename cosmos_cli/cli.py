@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from cosmos_cli import __version__
-from cosmos_cli.commands import doctor, download, extract_frames, generate, offload_profile, serve
+from cosmos_cli.commands import convert_checkpoint, doctor, download, extract_frames, generate, offload_profile, serve
 from cosmos_cli.errors import CosmosError
 from cosmos_cli.settings import ENV_DEBUG, debug_from_env
 
@@ -49,6 +49,7 @@ app.command("generate")(generate.command)
 app.command("offload-profile")(offload_profile.command)
 app.command("serve")(serve.command)
 app.command("doctor")(doctor.command)
+app.command("convert-checkpoint")(convert_checkpoint.command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,13 @@ from cosmos_cli.pipeline.stage import Stage
 
 
 def resolve_model_args(ar_dir: Path) -> ModelArgs:
-    """The architecture of the checkpoint in ``ar_dir``: its ``cosmos_arch.json``, else the name's preset."""
+    """The architecture of the checkpoint in ``ar_dir``: its ``cosmos_arch.json``, else the name's preset;
+    for a NeMo checkpoint folder, its ``context/model.yaml`` and tensor shapes (``cosmos_cli.nemo``)."""
+    from cosmos_cli.nemo.args import nemo_model_args
+
+    nemo = nemo_model_args(ar_dir)
+    if nemo is not None:
+        return nemo
     arch = ar_dir / ARCH_FILE
     if arch.exists():
         return ModelArgs.from_json(arch)
