@@ -129,7 +129,10 @@ def command(
     decoding: Annotated[
         str, typer.Option("--decoding", help="sequential | scd (speculative coupled decoding, same distribution).")
     ] = "sequential",
-    scd_window: Annotated[int, typer.Option("--scd-window", help="Draft tokens verified per SCD pass.")] = 32,
+    scd_window: Annotated[int, typer.Option("--scd-window", help="Draft tokens verified per SCD pass (1-128).")] = 32,
+    quantization: Annotated[
+        str, typer.Option("--quantization", help="AR weights: bf16 | int8 | fp8 (weight-only, lossy; fp8: sm_89+).")
+    ] = "bf16",
     gpus: Annotated[
         int, typer.Option("--gpus", help="Processes (GPUs) on this node; > 1 relaunches via torchrun.")
     ] = 1,
@@ -246,6 +249,7 @@ def _run(opts: dict, samples: list, ctx) -> None:
     from cosmos_cli.parallel.link import link_for
     from cosmos_cli.pipeline.pipeline import PipelineConfig, auto_batch_size
     from cosmos_cli.pipeline.standins import open_pipeline
+    from cosmos_cli.quant.sizes import ar_weight_bytes
 
     text_encoder_dtype, guardrail = opts["text_encoder_dtype"], opts["guardrail"]
     check_text_encoder_dtype(text_encoder_dtype)
@@ -285,11 +289,13 @@ def _run(opts: dict, samples: list, ctx) -> None:
         pad=opts["pad"],
         decoding=opts["decoding"],
         scd_window=opts["scd_window"],
+        quantization=opts["quantization"],
     )
     pipeline = open_pipeline(config, model_builder=builder, link=link_for(ctx))
     tp_size = ctx.dims.tp if ctx is not None else 1
     if batch_size <= 0:
-        weights = pipeline.args.num_params() * (2 if pipeline.device.type == "cuda" else 4) // tp_size
+        weights = ar_weight_bytes(pipeline.args, opts["quantization"], 2 if pipeline.device.type == "cuda" else 4)
+        weights //= tp_size
         config.batch_size = auto_batch_size(pipeline.args, max(len(samples), 1), pipeline.device, weights)
     if opts["gpu_memory_budget"] is not None:
         _fit_gpu_memory_budget(pipeline, opts["gpu_memory_budget"], placements, adjust_batch=batch_size <= 0)

@@ -37,11 +37,11 @@ QMAX = {"int8": 127.0, "fp8": 448.0}
 STORAGE = {"int8": torch.int8, "fp8": torch.float8_e4m3fn}
 
 
-def check_quantization(mode: str, device: torch.device | str | None) -> None:
+def check_quantization(mode: str, device: torch.device | str | None, *, name_only: bool = False) -> None:
     """Reject an unknown mode, or fp8 where it cannot run, with one line (before any model loads)."""
     if mode not in QUANTIZATIONS:
         raise BadInput(f"unknown --quantization {mode!r}", f"use one of {', '.join(QUANTIZATIONS)}")
-    if mode != "fp8":
+    if mode != "fp8" or name_only:
         return
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type != "cuda":
