@@ -140,7 +140,8 @@ def _generate_args(tmp_path, *extra):
 
     clip = shared_path("data", "clips", "input.mp4")
     return ["generate", "--checkpoint-dir", str(tmp_path / "ck"), "--ar-model-dir", TINY_AR_DIR, "--input",
-            str(clip), "--prompt", "road", "--output-dir", str(tmp_path / "out"), "--device", "cpu", *extra]  # fmt: skip
+            str(clip), "--prompt", "road", "--output-dir", str(tmp_path / "out"), "--device", "cpu",
+            *extra]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,8 @@ def golden_errors(folder: Path, quantization: str) -> dict[str, dict[str, float]
     args = ModelArgs.from_json(config)
     case = torch.load(folder / "case.pt", map_location="cpu", weights_only=False)
     cpu = torch.device("cpu")
-    model = quantize_model(build_model(args, weights=folder / "model.pt", dtype=torch.float32, device=cpu), quantization)
+    model = build_model(args, weights=folder / "model.pt", dtype=torch.float32, device=cpu)
+    model = quantize_model(model, quantization)
     prompt, context = case["prompt_tokens"], case.get("context")
     ctx = context.float() if context is not None and args.cross_attn_every_k_layers else None
     batch, prompt_len = prompt.shape

@@ -179,6 +179,5 @@ def _(x, weight, scale):
 
 def tuned_configs() -> dict[str, list]:
     """What the tuner chose (for benchmark reports)."""
-    return {
-        f"m{k[0]}_n{k[1]}_k{k[2]}_{str(k[3]).removeprefix('torch.')}": list(v) for k, v in sorted(_TUNED.items(), key=str)
-    }
+    items = sorted(_TUNED.items(), key=str)
+    return {f"m{k[0]}_n{k[1]}_k{k[2]}_{str(k[3]).removeprefix('torch.')}": list(v) for k, v in items}

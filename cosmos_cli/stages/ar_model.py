@@ -25,7 +25,7 @@ from cosmos_cli.pipeline.stage import Stage
 from cosmos_cli.quant.linear import QUANTIZATIONS, quantize_model
 
 MAX_SCD_WINDOW = 128
-"""Widest speculative window accepted (the published SCD result used 128; verify cost in docs/speculative-decoding.md)."""
+"""Widest speculative window accepted (the published SCD result used 128; docs/speculative-decoding.md)."""
 
 
 def resolve_model_args(ar_dir: Path) -> ModelArgs:
