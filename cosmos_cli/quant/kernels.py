@@ -93,10 +93,10 @@ if triton is not None:
 
 # (BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages) tried for each shape; BLOCK_M follows the row count.
 SMALL_M_CANDIDATES = [
-    (16, 512, 1, 4, 3), (32, 256, 1, 4, 4), (64, 256, 1, 4, 3), (32, 512, 1, 4, 3),
-    (16, 512, 2, 4, 3), (32, 256, 2, 4, 4), (64, 256, 2, 4, 3), (32, 256, 4, 4, 4),
+    (16, 512, 1, 4, 3), (32, 256, 1, 4, 4), (64, 256, 1, 4, 3), (16, 512, 2, 4, 3), (32, 256, 2, 4, 4),
+    (32, 256, 4, 4, 4),
 ]  # fmt: skip
-LARGE_M_CANDIDATES = [(64, 128, 1, 4, 3), (128, 64, 1, 8, 3), (32, 128, 1, 4, 3), (64, 128, 2, 4, 3)]
+LARGE_M_CANDIDATES = [(64, 128, 1, 4, 3), (128, 64, 1, 8, 3), (64, 128, 2, 4, 3)]
 DEFAULT_SMALL = (32, 256, 2, 4, 4)
 DEFAULT_LARGE = (64, 128, 1, 4, 3)
 
