@@ -65,6 +65,7 @@ RULES: dict[str, Rule] = {
     "tp": Rule(lambda v: v >= 1, "must be at least 1", "use 1, 2, 4 or 8"),
     "load_format": Rule(lambda v: v in ("auto", "dummy"), "must be auto or dummy", "use auto or dummy"),
     "text_encoder_dtype": Rule(lambda v: v in ("bf16", "fp32"), "must be bf16 or fp32", "use bf16 or fp32"),
+    "quantization": Rule(lambda v: v in ("bf16", "int8", "fp8"), "must be bf16, int8 or fp8", "bf16 is as released"),
     "decoding": Rule(lambda v: v in ("sequential", "scd"), "must be sequential or scd", "use sequential or scd"),
 }
 """One line per ranged field, applied by name wherever the field appears (sample, run or pipeline)."""

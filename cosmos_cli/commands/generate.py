@@ -123,7 +123,10 @@ def command(
     decoding: Annotated[
         str, typer.Option("--decoding", help="sequential | scd (speculative coupled decoding, same distribution).")
     ] = "sequential",
-    scd_window: Annotated[int, typer.Option("--scd-window", help="Draft tokens verified per SCD pass.")] = 32,
+    scd_window: Annotated[int, typer.Option("--scd-window", help="Draft tokens verified per SCD pass (1-128).")] = 32,
+    quantization: Annotated[
+        str, typer.Option("--quantization", help="AR weights: bf16 | int8 | fp8 (weight-only, lossy; fp8: sm_89+).")
+    ] = "bf16",
     gpus: Annotated[
         int, typer.Option("--gpus", help="Processes (GPUs) on this node; > 1 relaunches via torchrun.")
     ] = 1,
@@ -168,6 +171,7 @@ def command(
         pad=pad,
         decoding=decoding,
         scd_window=scd_window,
+        quantization=quantization,
     )
     defaults = validate(SampleRequest(prompt=prompt or "", visual_input=input, seed=seed,
                                       num_input_frames=num_input_frames, num_frames=num_frames,
@@ -278,6 +282,7 @@ def _run(request, ctx) -> None:
     from cosmos_cli.parallel.link import link_for
     from cosmos_cli.pipeline.pipeline import auto_batch_size
     from cosmos_cli.pipeline.standins import open_pipeline
+    from cosmos_cli.quant.sizes import ar_weight_bytes
 
     config = request.pipeline
     if config.guardrail == Guardrail.off.value:
@@ -300,7 +305,8 @@ def _run(request, ctx) -> None:
     tp_size = ctx.dims.tp if ctx is not None else 1
     auto_batch = request.batch_size is None
     if auto_batch:
-        weights = pipeline.args.num_params() * (2 if pipeline.device.type == "cuda" else 4) // tp_size
+        weights = ar_weight_bytes(pipeline.args, config.quantization, 2 if pipeline.device.type == "cuda" else 4)
+        weights //= tp_size
         config.batch_size = auto_batch_size(pipeline.args, max(len(samples), 1), pipeline.device, weights)
     if request.gpu_memory_budget is not None:
         _fit_gpu_memory_budget(pipeline, request.gpu_memory_budget, config.placements, adjust_batch=auto_batch)

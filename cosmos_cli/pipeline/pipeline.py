@@ -35,6 +35,7 @@ from cosmos_cli.pipeline.fingerprint import (
 )
 from cosmos_cli.pipeline.offload import Placements
 from cosmos_cli.pipeline.samples import Sample
+from cosmos_cli.quant.linear import check_quantization
 from cosmos_cli.stages.ar_model import ARModelStage
 
 SUPPORTED_CONTEXT_FRAMES = (1, 9)
@@ -63,6 +64,8 @@ class PipelineConfig:
     chunk_size: int = 16
     decoding: str = "sequential"
     scd_window: int = 32
+    quantization: str = "bf16"
+    """AR weights: bf16 (as released) or weight-only int8 / fp8 (``cosmos_cli.quant``)."""
     dd_parallel: bool = True
     """Under tensor parallelism, the TP group's ranks share each video's diffusion decoding."""
 
@@ -107,6 +110,7 @@ class VideoPipeline:
         self.layout = CheckpointLayout(Path(config.checkpoint_dir), config.ar_model_dir)
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         on_gpu = self.device.type == "cuda"
+        check_quantization(config.quantization, self.device)  # fp8 on CPU / old GPUs: one line, nothing loaded
         self.dtype = torch.bfloat16 if on_gpu else torch.float32
         self.placements = Placements(self.device, config.placements)
         self.ar = ARModelStage(
@@ -117,6 +121,7 @@ class VideoPipeline:
             model_builder=model_builder,
             decoding=config.decoding,
             scd_window=config.scd_window,
+            quantization=config.quantization,
         )
         self.args = self.ar.args
         self.ar.require_files()
@@ -529,6 +534,7 @@ class VideoPipeline:
             "decoder": result.decoder,
             "faces_pixelated": result.faces_pixelated,
             "decoding": result.decoding,
+            "quantization": self.config.quantization,
             "timings_s": result.timings,
             "chunks": result.chunks,
             "sample": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(sample).items()},

@@ -2,7 +2,8 @@
 
 Resolves the architecture the way the reference does, from the checkpoint folder's name ("...-5B-..." ->
 the 5B preset), unless a ``cosmos_arch.json`` next to the weights describes another shape (tiny models).
-On the GPU the loaded model gets fused projections and a generator with the compiled, CUDA-graph decode.
+On the GPU the loaded model gets fused projections and a generator with the compiled, CUDA-graph decode;
+``quantization`` int8/fp8 then stores its linears in one byte per weight (:mod:`cosmos_cli.quant`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs, preset_from_dir_name
 from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.quant.linear import QUANTIZATIONS, quantize_model
+
+MAX_SCD_WINDOW = 128
+"""Widest speculative window accepted (the published SCD result used 128; docs/speculative-decoding.md)."""
 
 
 def resolve_model_args(ar_dir: Path) -> ModelArgs:
@@ -58,13 +63,21 @@ class ARModelStage(Stage):
         model_builder: Callable[..., Transformer] | None = None,
         decoding: str = "sequential",
         scd_window: int = 32,
+        quantization: str = "bf16",
     ):
         if load_format not in ("auto", "dummy"):
             raise BadInput(f"unknown --load-format {load_format!r}", "use auto or dummy")
         if decoding not in DECODINGS:
             raise BadInput(f"unknown --decoding {decoding!r}", f"use one of {', '.join(DECODINGS)}")
-        if scd_window < 1:
-            raise BadInput(f"--scd-window must be at least 1, got {scd_window}", "use e.g. --scd-window 32")
+        if not 1 <= scd_window <= MAX_SCD_WINDOW:
+            raise BadInput(
+                f"--scd-window must be between 1 and {MAX_SCD_WINDOW}, got {scd_window}", "use e.g. --scd-window 32"
+            )
+        if quantization not in QUANTIZATIONS:
+            raise BadInput(f"unknown --quantization {quantization!r}", f"use one of {', '.join(QUANTIZATIONS)}")
+        if quantization != "bf16" and model_builder is not None:
+            raise BadInput(f"--quantization {quantization} does not work with --tp > 1 yet", "use --tp 1")
+        self.quantization = quantization
         self.decoding = decoding
         self.scd_window = scd_window
         self.layout = layout
@@ -95,7 +108,7 @@ class ARModelStage(Stage):
         model = self.model_builder(self.args, weights=self.weights, dtype=self.dtype, device=device)
         if device.type == "cuda":
             model.fuse_projections()
-        self.model = model
+        self.model = quantize_model(model, self.quantization)  # bf16: unchanged
         self.generator = self._generator(device)
 
     def modules(self) -> list[torch.nn.Module]:
