@@ -41,13 +41,28 @@ class Rule:
     must: str
     hint: str
 
+    def check(self, name: str, value: Any) -> None:
+        if not self.ok(value):
+            raise BadInput(f"{name} {self.must}, got {value!r}", self.hint)
+
+
+@dataclass(frozen=True)
+class CheckedBy:
+    """A field whose own checker words the error, because it knows more than a range (the nearest valid
+    values, a cap and why): ``checker(value, name)`` raises :class:`BadInput`."""
+
+    checker: Callable[[Any, str], Any]
+
+    def check(self, name: str, value: Any) -> None:
+        self.checker(value, name)
+
 
 def _finite(check: Callable[[float], bool]) -> Callable[[Any], bool]:
     return lambda v: math.isfinite(v) and check(v)
 
 
 _SEED = Rule(lambda v: 0 <= v < SEED_LIMIT, "must be in [0, 2**63)", "use a non-negative integer below 2**63")
-RULES: dict[str, Rule] = {
+RULES: dict[str, Rule | CheckedBy] = {
     "top_p": Rule(_finite(lambda v: 0 < v <= 1), "must be in (0, 1]", "leave it out for the model's tuned value"),
     "temperature": Rule(_finite(lambda v: v >= 0), "must be 0 or more", "0 is greedy; 1 is the default"),
     "seed": _SEED,
@@ -55,9 +70,7 @@ RULES: dict[str, Rule] = {
     "fps": Rule(_finite(lambda v: v > 0), "must be positive", "e.g. 25"),
     "batch_size": Rule(lambda v: v >= 1, "must be 1 or more", "use 1 or more"),
     "num_input_frames": Rule(lambda v: v in (1, 9), "must be 1 or 9", "use 9 (the default) or 1"),
-    "num_frames": Rule(
-        lambda v: _num_frames_ok(v), "must be 33 + 24k (33, 57, 81, ...) up to 273", "each further chunk adds 24"
-    ),
+    "num_frames": CheckedBy(lambda v, name: _check_num_frames(v, name)),
     "scd_window": Rule(lambda v: v >= 1, "must be at least 1", "e.g. 32"),
     "gpu_memory_budget": Rule(_finite(lambda v: v > 0), "must be positive", "give GiB, e.g. 24"),
     "gpus": Rule(lambda v: v >= 1, "must be at least 1", "use --gpus 1 for one GPU"),
@@ -70,14 +83,10 @@ RULES: dict[str, Rule] = {
 }
 """One line per ranged field, applied by name wherever the field appears (sample, run or pipeline)."""
 
-def _num_frames_ok(value: int) -> bool:
+def _check_num_frames(value: int, name: str) -> None:
     from cosmos_cli.pipeline.long_video import check_num_frames
 
-    try:
-        check_num_frames(value)
-    except BadInput:
-        return False
-    return True
+    check_num_frames(value, name)
 
 
 Speller = Callable[[str], str]
@@ -101,8 +110,8 @@ def validate(obj: Any, spell: Speller = flag_name) -> Any:
             validate(value, spell)
             continue
         rule = RULES.get(f.name)
-        if rule is not None and value is not None and not rule.ok(value):
-            raise BadInput(f"{spell(f.name)} {rule.must}, got {value!r}", rule.hint)
+        if rule is not None and value is not None:
+            rule.check(spell(f.name), value)
     return obj
 
 

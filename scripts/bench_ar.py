@@ -197,17 +197,18 @@ def main() -> None:
         with open(a.out, "w") as f:
             json.dump(_finite(report), f, indent=2)
 
-    if a.accuracy_steps:
+    accuracy_steps = min(a.accuracy_steps, num_new)  # the continuation's length bounds the positions
+    if accuracy_steps:
         ref_mode = "bf16" if "bf16" in models else None
         ref_model = models.get("bf16") or build(args, "bf16", dtype, device)
-        ref = teacher_forced(ref_model, args, prompt_len, a.accuracy_steps, device)
+        ref = teacher_forced(ref_model, args, prompt_len, accuracy_steps, device)
         if ref_mode is None:
             del ref_model
         for mode in modes:
             if mode == "bf16":
                 continue
             try:
-                q = teacher_forced(models[mode], args, prompt_len, a.accuracy_steps, device)
+                q = teacher_forced(models[mode], args, prompt_len, accuracy_steps, device)
             except Exception as err:  # noqa: BLE001
                 report.setdefault("errors", []).append(f"{mode} accuracy: {type(err).__name__}: {err}")
                 print("ERROR", report["errors"][-1], flush=True)

@@ -91,7 +91,7 @@ def test_bad_num_frames_in_a_jsonl_line_names_the_line(tmp_path, capsys):
     (tmp_path / "batch.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
     assert main(["generate", "--checkpoint-dir", str(tmp_path), "--batch-input", str(tmp_path / "batch.jsonl")]) == 2
     err = capsys.readouterr().err
-    assert "batch.jsonl:2 num_frames must be 33 + 24k" in err and "Traceback" not in err
+    assert "batch.jsonl:2: num_frames must be 33 + 24k" in err and "Traceback" not in err
 
 
 # ---- the video -------------------------------------------------------------------------------------

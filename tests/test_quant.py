@@ -148,7 +148,7 @@ def _generate_args(tmp_path, *extra):
     ("extra", "message"),
     [
         (("--quantization", "fp8"), "--quantization fp8 needs a CUDA GPU"),
-        (("--quantization", "int4"), "unknown --quantization 'int4'"),
+        (("--quantization", "int4"), "--quantization must be bf16, int8 or fp8, got 'int4'"),
         (("--decoding", "scd", "--scd-window", "129"), "--scd-window must be between 1 and 128"),
     ],
 )
