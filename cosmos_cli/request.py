@@ -83,6 +83,7 @@ RULES: dict[str, Rule | CheckedBy] = {
 }
 """One line per ranged field, applied by name wherever the field appears (sample, run or pipeline)."""
 
+
 def _check_num_frames(value: int, name: str) -> None:
     from cosmos_cli.pipeline.long_video import check_num_frames
 
