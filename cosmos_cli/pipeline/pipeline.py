@@ -26,7 +26,7 @@ from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.errors import BadInput, CosmosError, GuardrailBlocked
 from cosmos_cli.io.atomic import atomic_path
 from cosmos_cli.io.video import load_model_input, write_mp4
-from cosmos_cli.pipeline.offload import Placements
+from cosmos_cli.pipeline.preload import PreloadingPlacements, start_preload
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.stages.ar_model import ARModelStage
 
@@ -56,6 +56,10 @@ class PipelineConfig:
     chunk_size: int = 16
     decoding: str = "sequential"
     scd_window: int = 32
+    quantization: str = "bf16"
+    preload: bool = True
+    """Load the stages after the AR model while it decodes (``cosmos_cli.pipeline.preload``)."""
+    """``fp8``: the diffusion decoder's DiT linears in fp8 (and the AR model's, where supported)."""
 
 
 @dataclass
@@ -89,7 +93,8 @@ class VideoPipeline:
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         on_gpu = self.device.type == "cuda"
         self.dtype = torch.bfloat16 if on_gpu else torch.float32
-        self.placements = Placements(self.device, config.placements)
+        self.placements = PreloadingPlacements(self.device, config.placements)
+        self.loader = None
         self.ar = ARModelStage(
             self.layout,
             dtype=self.dtype,
@@ -128,7 +133,9 @@ class VideoPipeline:
             layout.require(*dd_files, what="diffusion decoder (or pass --disable-diffusion-decoder)")
             from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
 
-            self.diffusion_decoder = DiffusionDecoderStage(layout, dtype=self.dtype, compile=cfg.compile and on_gpu)
+            self.diffusion_decoder = DiffusionDecoderStage(
+                layout, dtype=self.dtype, compile=cfg.compile and on_gpu, quantization=cfg.quantization
+            )
         self.text_guardrail = self.video_guardrail = None
         if cfg.guardrail != "off":
             check_guardrail_available(cfg.guardrail, layout.guardrail_dir)
@@ -186,6 +193,8 @@ class VideoPipeline:
                 results[sample.name].video_path = str(sample.video_path(output_dir))
             else:
                 todo.append(sample)
+        if self.config.preload and todo:
+            self.loader = start_preload(self)
         step = max(self.config.chunk_size, self.config.batch_size)
         for start in range(0, len(todo), step):
             if should_stop and should_stop():

@@ -192,15 +192,14 @@ class StandInDiffusionDecoder(DiffusionDecoderStage):
             self.to(device)
             return
         from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
-        from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, compile_blocks, init_random_
+        from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, init_random_
 
         with torch.device("meta"):
             net = DiffusionDecoderDiT(self.config)
         net = net.to(dtype=self.dtype).to_empty(device=init_device(device)).eval().requires_grad_(False)
         init_random_(net, torch.Generator(device=init_device(device)).manual_seed(0))
         net = net.to(device)
-        if self.compile:
-            compile_blocks(net)
+        self._prepare(net)
         self._cv = CVDecoder.load(self.layout.cv_dir, device, self.dtype, self.settings.sigma_data)
         self._net = net
         self.device = device
@@ -258,7 +257,8 @@ class StandInPipeline(VideoPipeline):
         self.diffusion_decoder = None
         if cfg.diffusion_decoder is not False:
             self.diffusion_decoder = StandInDiffusionDecoder(
-                files, self.sizes.dd or DD_7B, dtype=self.dtype, compile=cfg.compile and on_gpu
+                files, self.sizes.dd or DD_7B, dtype=self.dtype, compile=cfg.compile and on_gpu,
+                quantization=cfg.quantization,
             )
         self.text_guardrail = self.video_guardrail = None
         if cfg.guardrail != "off":
