@@ -10,7 +10,7 @@ Why only *during the AR decode*, and not T5 while the text guardrail runs:
 
 - The AR model captures its decode step in a CUDA graph when it starts decoding; CUDA forbids other threads'
   allocations and copies during a capture, so the loader starts only once the AR stage says its graph is
-  captured (:attr:`ARModelStage.decoding`), or when the foreground needs one of its stages.
+  captured (:attr:`ARModelStage.decode_started`), or when the foreground needs one of its stages.
 - Loading a model (Hugging Face ``from_pretrained``, our meta-device builds) changes process-wide state such
   as torch's default dtype for a moment; during the AR decode the foreground only replays a graph, which no
   such state can change, while any other stage's Python code could be affected. For the same reason the
@@ -169,7 +169,7 @@ def start_preload(pipeline) -> StageLoader | None:
     if dd is not None and dd in stages and dd.compile:
         args = pipeline.args
         warm[dd.name] = lambda: dd.warm_up(tuple(args.latent_shape), args.context_len)
-    pipeline.ar.decoding.clear()
-    loader = StageLoader(stages, pipeline.device, pipeline.ar.decoding, warm)
+    pipeline.ar.decode_started.clear()
+    loader = StageLoader(stages, pipeline.device, pipeline.ar.decode_started, warm)
     pipeline.placements.loader = loader
     return loader.start()

@@ -73,7 +73,7 @@ class ARModelStage(Stage):
         self.model: Transformer | None = None
         self.generator: ARGenerator | None = None  # or a SpeculativeGenerator (same interface)
         self._generators: dict[torch.device, ARGenerator] = {}
-        self.decoding = threading.Event()
+        self.decode_started = threading.Event()
         """Set once a ``generate`` call is past its CUDA-graph capture (its second progress report), or done:
         from then on other threads may allocate on the GPU (``cosmos_cli.pipeline.preload``)."""
 
@@ -151,7 +151,7 @@ class ARModelStage(Stage):
             nonlocal reports
             reports += 1
             if reports >= 2:  # the first report comes before the decode step is captured, the next after
-                self.decoding.set()
+                self.decode_started.set()
             if on_progress is not None:
                 on_progress(n)
 
@@ -166,4 +166,4 @@ class ARModelStage(Stage):
                 on_prefill_done=on_prefill_done,
             )
         finally:
-            self.decoding.set()
+            self.decode_started.set()

@@ -39,12 +39,13 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def fp8_matmul(
     x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, out_dtype: torch.dtype, emulate: bool
 ) -> torch.Tensor:
-    """``x [M, K] @ dequant(weight [N, K])^T`` with ``x`` quantized per row; ``weight_scale`` is ``[N, 1]``."""
+    """``x [M, K] @ dequant(weight [N, K])^T`` with ``x`` quantized per row; ``weight_scale`` is ``[1, N]``."""
     xq, xs = quantize_rows(x)
     if emulate:
-        out = (xq.float() * xs) @ (weight.float() * weight_scale).t()
+        out = (xq.float() * xs) @ (weight.float() * weight_scale.t()).t()
         return out.to(out_dtype)
-    return torch._scaled_mm(xq, weight.t(), scale_a=xs, scale_b=weight_scale.t(), out_dtype=out_dtype)
+    # Fast accumulation (fp8 tensor-core accumulators, as TransformerEngine uses for forward GEMMs).
+    return torch._scaled_mm(xq, weight.t(), scale_a=xs, scale_b=weight_scale, out_dtype=out_dtype, use_fast_accum=True)
 
 
 class Fp8Linear(nn.Module):
@@ -57,7 +58,7 @@ class Fp8Linear(nn.Module):
         self.out_features = weight.shape[0]
         self.emulate = emulate
         self.register_buffer("weight_fp8", q.contiguous())
-        self.register_buffer("weight_scale", scale.contiguous())
+        self.register_buffer("weight_scale", scale.t().contiguous())  # [1, N], as _scaled_mm takes it
         self.out_dtype = weight.dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
