@@ -161,6 +161,7 @@ def start_preload(pipeline) -> StageLoader | None:
     the first video pays neither its load nor its compile after the AR model. Returns None when nothing
     is to be loaded (warm process, offload plan, no AR stage).
     """
+    pipeline.placements.loader = None
     stages = later_stages(pipeline.stages(), pipeline.ar, pipeline.placements)
     if not stages:
         return None

@@ -74,8 +74,8 @@ class ARModelStage(Stage):
         self.generator: ARGenerator | None = None  # or a SpeculativeGenerator (same interface)
         self._generators: dict[torch.device, ARGenerator] = {}
         self.decode_started = threading.Event()
-        """Set once a ``generate`` call is past its CUDA-graph capture (its second progress report), or done:
-        from then on other threads may allocate on the GPU (``cosmos_cli.pipeline.preload``)."""
+        """Set once a ``generate`` call is past its prefill and CUDA-graph capture, or done: from then on other
+        threads may allocate on the GPU (``cosmos_cli.pipeline.preload``)."""
 
     @property
     def weights(self) -> Path | None:
@@ -145,12 +145,14 @@ class ARModelStage(Stage):
         if self.generator is None:
             raise RuntimeError("ARModelStage.generate called before load")
         use_context = context if self.args.cross_attn_every_k_layers else None
-        reports = 0
+        # The first report comes after the prefill, before the decode step is captured in a CUDA graph;
+        # the second after the capture. Without graphs (CPU) there is nothing to wait for.
+        reports, captured_after = 0, (2 if getattr(self.generator, "cuda_graph", False) else 1)
 
         def progress(n: int) -> None:
             nonlocal reports
             reports += 1
-            if reports >= 2:  # the first report comes before the decode step is captured, the next after
+            if reports >= captured_after:
                 self.decode_started.set()
             if on_progress is not None:
                 on_progress(n)
