@@ -271,7 +271,12 @@ def open_pipeline(config: PipelineConfig, **kwargs) -> VideoPipeline:
     """The pipeline ``generate`` and ``serve`` run: read from the checkpoints, or with ``--load-format dummy``
     every stage at the released shapes with random weights (:class:`StandInPipeline`; no files needed but the
     AR folder's name or its ``cosmos_arch.json``), for measuring speed and memory where the weights are not.
-    The few small files the stand-ins read go to a temporary folder removed at exit."""
+    The few small files the stand-ins read go to a temporary folder removed at exit. Inductor's compile
+    cache goes next to the checkpoints unless ``TORCHINDUCTOR_CACHE_DIR`` is set (``compile_cache``)."""
+    from cosmos_cli.compile_cache import use_cache_next_to
+
+    if config.compile:
+        use_cache_next_to(Path(config.checkpoint_dir))
     if config.load_format != "dummy":
         return VideoPipeline(config, **kwargs)
     import atexit
