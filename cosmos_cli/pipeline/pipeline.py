@@ -59,7 +59,7 @@ class PipelineConfig:
     quantization: str = "bf16"
     preload: bool = True
     """Load the stages after the AR model while it decodes (``cosmos_cli.pipeline.preload``)."""
-    """``fp8``: the diffusion decoder's DiT linears in fp8 (and the AR model's, where supported)."""
+    """``fp8``: the diffusion decoder's DiT linears in fp8 (the AR model's side: issue 18's ``cosmos_cli.quant``)."""
 
 
 @dataclass

@@ -34,8 +34,10 @@ from cosmos_cli.models.diffusion_decoder.weights import load_network, load_state
 from cosmos_cli.models.diffusion_decoder.windows import split_with_overlap
 from cosmos_cli.pipeline.stage import Stage
 
-QUANTIZATIONS = ("bf16", "fp8")
-"""``bf16``: the faithful network; ``fp8``: the DiT's token-stream linears in fp8 (:mod:`..fp8`)."""
+QUANTIZATIONS = ("bf16", "int8", "fp8")
+"""``--quantization`` (one flag for both big stages): ``fp8`` puts the DiT's token-stream linears in fp8
+(:mod:`cosmos_cli.models.diffusion_decoder.fp8`); ``bf16`` and ``int8`` (weight-only, AR model only: the
+decoder is compute-bound, so int8 weights would not make it faster) keep the faithful bf16 network."""
 
 
 class DiffusionDecoderStage(Stage):
