@@ -33,7 +33,7 @@ from cosmos_cli.pipeline.fingerprint import (
     request_fingerprint,
     weights_identity,
 )
-from cosmos_cli.pipeline.offload import Placements
+from cosmos_cli.pipeline.preload import PreloadingPlacements, start_preload
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.quant.linear import check_quantization
 from cosmos_cli.stages.ar_model import ARModelStage
@@ -65,7 +65,10 @@ class PipelineConfig:
     decoding: str = "sequential"
     scd_window: int = 32
     quantization: str = "bf16"
-    """AR weights: bf16 (as released) or weight-only int8 / fp8 (``cosmos_cli.quant``)."""
+    """AR weights: bf16 (as released) or weight-only int8 / fp8 (``cosmos_cli.quant``); ``fp8`` also puts the
+    diffusion decoder's DiT linears in fp8 (``cosmos_cli.models.diffusion_decoder.fp8``)."""
+    preload: bool = True
+    """Load the stages after the AR model while it decodes (``cosmos_cli.pipeline.preload``)."""
     dd_parallel: bool = True
     """Under tensor parallelism, the TP group's ranks share each video's diffusion decoding."""
 
@@ -112,7 +115,8 @@ class VideoPipeline:
         on_gpu = self.device.type == "cuda"
         check_quantization(config.quantization, self.device)  # fp8 on CPU / old GPUs: one line, nothing loaded
         self.dtype = torch.bfloat16 if on_gpu else torch.float32
-        self.placements = Placements(self.device, config.placements)
+        self.placements = PreloadingPlacements(self.device, config.placements)
+        self.loader = None
         self.ar = ARModelStage(
             self.layout,
             dtype=self.dtype,
@@ -170,7 +174,7 @@ class VideoPipeline:
 
         return DiffusionDecoderStage(
             layout, dtype=self.dtype, compile=cfg.compile and on_gpu and self.dd_parallel is None,
-            parallel=self.dd_parallel,
+            parallel=self.dd_parallel, quantization=cfg.quantization,
         )  # fmt: skip
 
     def stages(self) -> list:
@@ -225,6 +229,8 @@ class VideoPipeline:
                 self._check_same_request(sample, record, output_dir)
                 results[sample.name].status = "skipped"
                 results[sample.name].video_path = str(sample.video_path(output_dir))
+        if self.config.preload and todo:
+            self.loader = start_preload(self)
         step = max(self.config.chunk_size, self.config.batch_size)
         for start in range(0, len(todo), step):
             if should_stop and should_stop():

@@ -192,15 +192,14 @@ class StandInDiffusionDecoder(DiffusionDecoderStage):
             self.to(device)
             return
         from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
-        from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, compile_blocks, init_random_
+        from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, init_random_
 
         with torch.device("meta"):
             net = DiffusionDecoderDiT(self.config)
         net = net.to(dtype=self.dtype).to_empty(device=init_device(device)).eval().requires_grad_(False)
         init_random_(net, torch.Generator(device=init_device(device)).manual_seed(0))
         net = net.to(device)
-        if self.compile:
-            compile_blocks(net)
+        self._prepare(net)
         self._cv = CVDecoder.load(self.layout.cv_dir, device, self.dtype, self.settings.sigma_data)
         self._net = net
         self.device = device
@@ -259,6 +258,7 @@ class StandInPipeline(VideoPipeline):
         return StandInDiffusionDecoder(
             self._standin_files(), self.sizes.dd or DD_7B, dtype=self.dtype,
             compile=cfg.compile and on_gpu and self.dd_parallel is None, parallel=self.dd_parallel,
+            quantization=cfg.quantization,
         )  # fmt: skip
 
     def _build_other_stages(self, on_gpu: bool) -> None:
@@ -284,7 +284,12 @@ def open_pipeline(config: PipelineConfig, **kwargs) -> VideoPipeline:
     """The pipeline ``generate`` and ``serve`` run: read from the checkpoints, or with ``--load-format dummy``
     every stage at the released shapes with random weights (:class:`StandInPipeline`; no files needed but the
     AR folder's name or its ``cosmos_arch.json``), for measuring speed and memory where the weights are not.
-    The few small files the stand-ins read go to a temporary folder removed at exit."""
+    The few small files the stand-ins read go to a temporary folder removed at exit. Inductor's compile
+    cache goes next to the checkpoints unless ``TORCHINDUCTOR_CACHE_DIR`` is set (``compile_cache``)."""
+    from cosmos_cli.compile_cache import use_cache_next_to
+
+    if config.compile:
+        use_cache_next_to(Path(config.checkpoint_dir))
     if config.load_format != "dummy":
         return VideoPipeline(config, **kwargs)
     import atexit

@@ -8,6 +8,7 @@ On the GPU the loaded model gets fused projections and a generator with the comp
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.decode.speculative import DECODINGS, make_generator
 from cosmos_cli.errors import BadInput
+from cosmos_cli.io.readahead import read_ahead
 from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs, preset_from_dir_name
@@ -90,6 +92,9 @@ class ARModelStage(Stage):
         self.model: Transformer | None = None
         self.generator: ARGenerator | None = None  # or a SpeculativeGenerator (same interface)
         self._generators: dict[torch.device, ARGenerator] = {}
+        self.decode_started = threading.Event()
+        """Set once a ``generate`` call is past its prefill and CUDA-graph capture, or done: from then on other
+        threads may allocate on the GPU (``cosmos_cli.pipeline.preload``)."""
 
     @property
     def weights(self) -> Path | None:
@@ -105,7 +110,8 @@ class ARModelStage(Stage):
             self.to(device)
             return
         self.require_files()
-        model = self.model_builder(self.args, weights=self.weights, dtype=self.dtype, device=device)
+        with read_ahead(self.weights):  # the disk's sequential rate instead of page-fault reads
+            model = self.model_builder(self.args, weights=self.weights, dtype=self.dtype, device=device)
         if device.type == "cuda":
             model.fuse_projections()
         self.model = quantize_model(model, self.quantization)  # bf16: unchanged
@@ -158,12 +164,27 @@ class ARModelStage(Stage):
         if self.generator is None:
             raise RuntimeError("ARModelStage.generate called before load")
         use_context = context if self.args.cross_attn_every_k_layers else None
-        return self.generator.generate(
-            prompt,
-            num_new,
-            params,
-            seeds,
-            context=use_context,
-            on_progress=on_progress,
-            on_prefill_done=on_prefill_done,
-        )
+        # The first report comes after the prefill, before the decode step is captured in a CUDA graph;
+        # the second after the capture. Without graphs (CPU) there is nothing to wait for.
+        reports, captured_after = 0, (2 if getattr(self.generator, "cuda_graph", False) else 1)
+
+        def progress(n: int) -> None:
+            nonlocal reports
+            reports += 1
+            if reports >= captured_after:
+                self.decode_started.set()
+            if on_progress is not None:
+                on_progress(n)
+
+        try:
+            return self.generator.generate(
+                prompt,
+                num_new,
+                params,
+                seeds,
+                context=use_context,
+                on_progress=progress,
+                on_prefill_done=on_prefill_done,
+            )
+        finally:
+            self.decode_started.set()
