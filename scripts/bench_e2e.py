@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # after the cache location is set
 
-    from scripts import e2e_sections as sec
+    import e2e_sections as sec  # beside this script (sys.path[0])
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu"))
     batch = args.batch or (2 if args.tiny else 8)
