@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from cosmos_cli import __version__, settings
-from cosmos_cli.commands import doctor, download, extract_frames, generate, offload_profile, serve
+from cosmos_cli.commands import convert_checkpoint, doctor, download, extract_frames, generate, offload_profile, serve
 from cosmos_cli.commands.options import DebugOpt
 from cosmos_cli.errors import CosmosError
 
@@ -49,6 +49,7 @@ app.command("generate")(generate.command)
 app.command("offload-profile")(offload_profile.command)
 app.command("serve")(serve.command)
 app.command("doctor")(doctor.command)
+app.command("convert-checkpoint")(convert_checkpoint.command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,9 +23,17 @@ from cosmos_cli.models.state_dict import check_state_dict as check_strict
 PREFIX = "model."
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file into a flat ``{name: tensor}`` with the reference's clean-up applied."""
+def read_state_dict(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file into a flat ``{name: tensor}`` with the reference's clean-up applied.
+
+    A NeMo checkpoint folder is read and inverse-mapped by ``cosmos_cli.nemo``; with ``lazy`` its values
+    are read when sliced (tensor-parallel ranks read only their shards).
+    """
     path = Path(path)
+    if path.is_dir():
+        from cosmos_cli.nemo.state import NemoCheckpoint
+
+        return NemoCheckpoint(path).state_dict(lazy=lazy)
     if not path.is_file():
         raise BadInput(f"checkpoint not found: {path}", "check --checkpoint-dir / --ar-model-dir")
     try:
