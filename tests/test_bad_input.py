@@ -67,3 +67,41 @@ def test_extract_frames_on_a_damaged_clip_is_one_line_exit_2(damaged, tmp_path):
     line = one_line_error(out)
     assert re.search(r"faststart_cut\.mp4: corrupt or truncated: decoded \d+ of 60 frames; ffmpeg: ", line)
     assert not list(tmp_path.iterdir())
+
+
+# ---- C: decompression bombs and huge sizes -----------------------------------------------------------
+def big_png(path: Path, side: int) -> Path:
+    """A real PNG declaring ``side x side`` pixels, a few KB on disk (1-bit, all black)."""
+    from PIL import Image
+
+    Image.new("1", (side, side)).save(path, optimize=True)
+    return path
+
+
+@pytest.mark.parametrize("side", [9000, 20000])
+def test_huge_images_are_refused_from_their_header(tmp_path, side):
+    png = big_png(tmp_path / f"big{side}.png", side)
+    assert png.stat().st_size < 2_000_000
+    with pytest.raises(BadInput, match=rf"big{side}.png: .*too large.*at most 8192x8192 and 40 MP"):
+        load_model_input(png, 1, 64, 96)
+
+
+def test_a_20000_square_png_is_one_line_exit_2(tmp_path):
+    out = cosmos("extract-frames", str(big_png(tmp_path / "bomb.png", 20000)), "-o", str(tmp_path / "f.npy"))
+    assert "bomb.png" in one_line_error(out) and "at most 8192x8192" in out.stderr
+
+
+def test_a_huge_video_frame_is_refused_before_decoding(tmp_path):
+    from tests.clip_factory import make_clip
+
+    clip = make_clip(tmp_path / "wide.mp4", 2, 8200, 16)
+    with pytest.raises(BadInput, match="a video frame of 8200x16 is too large"):
+        load_model_input(clip, 1, 64, 96)
+
+
+def test_huge_output_size_is_refused_before_decoding(tmp_path):
+    clip = shared_path("data", "clips", "input.mp4")
+    out = cosmos("extract-frames", str(clip), "-o", str(tmp_path / "f.npy"), "--height", "100000",
+                 "--width", "100000")  # fmt: skip
+    assert "output size 100000x100000 is too large" in one_line_error(out)
+    assert not list(tmp_path.iterdir())

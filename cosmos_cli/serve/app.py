@@ -7,6 +7,7 @@ Routes only accept, list, cancel and hand out jobs; the worker thread does all g
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import uuid
@@ -46,6 +47,9 @@ class ServeSettings:
     model: str
     device: str
     batch_size: int
+    max_concurrent_decodes: int = 2
+    """Uploads checked (decoded) at once; the others wait. Each costs up to ~1 GiB (9 frames of at most
+    40 MP, see ``io.video.MAX_SOURCE_PIXELS``), so this bounds the server's memory under a burst."""
 
 
 # ---- response bodies (also the OpenAPI schema at /docs) ---------------------------------------------
@@ -177,6 +181,7 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
     _install_error_handlers(app)
     auth = [Depends(BearerAuth(settings.api_key))]
     dirs = store.dirs
+    decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:
@@ -204,10 +209,11 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
         try:
             form = await receive_form(request, staging, settings.max_upload_bytes)
             params = job_params(form, settings.prompt_required)
-            await run_in_threadpool(
-                check_visual_input, form.file_path, form.filename, params.num_input_frames,
-                settings.input_height, settings.input_width,
-            )  # fmt: skip
+            async with decode_slots:
+                await run_in_threadpool(
+                    check_visual_input, form.file_path, form.filename, params.num_input_frames,
+                    settings.input_height, settings.input_width,
+                )  # fmt: skip
             target = dirs.upload_path(job_id, form.file_path.suffix.lower())
             await run_in_threadpool(commit_upload, form.file_path, target)
             try:
