@@ -41,13 +41,28 @@ class Rule:
     must: str
     hint: str
 
+    def check(self, name: str, value: Any) -> None:
+        if not self.ok(value):
+            raise BadInput(f"{name} {self.must}, got {value!r}", self.hint)
+
+
+@dataclass(frozen=True)
+class CheckedBy:
+    """A field whose own checker words the error, because it knows more than a range (the nearest valid
+    values, a cap and why): ``checker(value, name)`` raises :class:`BadInput`."""
+
+    checker: Callable[[Any, str], Any]
+
+    def check(self, name: str, value: Any) -> None:
+        self.checker(value, name)
+
 
 def _finite(check: Callable[[float], bool]) -> Callable[[Any], bool]:
     return lambda v: math.isfinite(v) and check(v)
 
 
 _SEED = Rule(lambda v: 0 <= v < SEED_LIMIT, "must be in [0, 2**63)", "use a non-negative integer below 2**63")
-RULES: dict[str, Rule] = {
+RULES: dict[str, Rule | CheckedBy] = {
     "top_p": Rule(_finite(lambda v: 0 < v <= 1), "must be in (0, 1]", "leave it out for the model's tuned value"),
     "temperature": Rule(_finite(lambda v: v >= 0), "must be 0 or more", "0 is greedy; 1 is the default"),
     "seed": _SEED,
@@ -55,6 +70,7 @@ RULES: dict[str, Rule] = {
     "fps": Rule(_finite(lambda v: v > 0), "must be positive", "e.g. 25"),
     "batch_size": Rule(lambda v: v >= 1, "must be 1 or more", "use 1 or more"),
     "num_input_frames": Rule(lambda v: v in (1, 9), "must be 1 or 9", "use 9 (the default) or 1"),
+    "num_frames": CheckedBy(lambda v, name: _check_num_frames(v, name)),
     "scd_window": Rule(lambda v: v >= 1, "must be at least 1", "e.g. 32"),
     "gpu_memory_budget": Rule(_finite(lambda v: v > 0), "must be positive", "give GiB, e.g. 24"),
     "gpus": Rule(lambda v: v >= 1, "must be at least 1", "use --gpus 1 for one GPU"),
@@ -62,9 +78,17 @@ RULES: dict[str, Rule] = {
     "tp": Rule(lambda v: v >= 1, "must be at least 1", "use 1, 2, 4 or 8"),
     "load_format": Rule(lambda v: v in ("auto", "dummy"), "must be auto or dummy", "use auto or dummy"),
     "text_encoder_dtype": Rule(lambda v: v in ("bf16", "fp32"), "must be bf16 or fp32", "use bf16 or fp32"),
+    "quantization": Rule(lambda v: v in ("bf16", "int8", "fp8"), "must be bf16, int8 or fp8", "bf16 is as released"),
     "decoding": Rule(lambda v: v in ("sequential", "scd"), "must be sequential or scd", "use sequential or scd"),
 }
 """One line per ranged field, applied by name wherever the field appears (sample, run or pipeline)."""
+
+
+def _check_num_frames(value: int, name: str) -> None:
+    from cosmos_cli.pipeline.long_video import check_num_frames
+
+    check_num_frames(value, name)
+
 
 Speller = Callable[[str], str]
 """How a field is named in a message: ``--top-p`` on the command line, ``top_p`` for ``serve``."""
@@ -87,8 +111,8 @@ def validate(obj: Any, spell: Speller = flag_name) -> Any:
             validate(value, spell)
             continue
         rule = RULES.get(f.name)
-        if rule is not None and value is not None and not rule.ok(value):
-            raise BadInput(f"{spell(f.name)} {rule.must}, got {value!r}", rule.hint)
+        if rule is not None and value is not None:
+            rule.check(spell(f.name), value)
     return obj
 
 
@@ -105,6 +129,8 @@ class SampleRequest:
     temperature: float | None = None
     """None: the run's ``--temperature``."""
     num_input_frames: int = 9
+    num_frames: int = 33
+    """Frames of the output: 33, or 33 + 24k by continuing chunk after chunk (``pipeline/long_video.py``)."""
     name: str | None = field(default=None, metadata={"line": False})
     """The output's name (``--video-save-name``; JSONL lines are named from their number and input)."""
 
@@ -146,12 +172,12 @@ class GenerateRequest:
 
 def to_sample(request: SampleRequest, index: int = 0) -> Sample:
     """The pipeline's :class:`Sample` for a request (every field the two share is copied)."""
-    from cosmos_cli.pipeline.samples import Sample, safe_name
+    from cosmos_cli.pipeline.samples import Sample, sample_name
 
     shared = {f.name for f in dataclasses.fields(Sample)}
     values = {k: v for k, v in dataclasses.asdict(request).items() if k in shared}
     stem = Path(request.name).stem if request.name else Path(request.visual_input or "sample").stem
-    values.update(name=safe_name(stem), visual_input=Path(request.visual_input or ""))
+    values.update(name=sample_name(stem), visual_input=Path(request.visual_input or ""))
     if "index" in shared:
         values["index"] = index
     return Sample(**values)
@@ -172,7 +198,7 @@ def read_jsonl(path: Path, defaults: SampleRequest) -> list[SampleRequest]:
     """The samples of a JSONL file: one ``{"prompt", "visual_input", ...}`` object per line, each field's
     type and range checked, errors naming ``FILE:LINE``. Relative inputs resolve against the file's folder;
     names are ``<line:03d>_<input stem>`` (0-based line), so duplicate basenames never collide."""
-    from cosmos_cli.pipeline.samples import safe_name
+    from cosmos_cli.pipeline.samples import sample_name
 
     path = Path(path)
     if not path.is_file():
@@ -200,7 +226,7 @@ def read_jsonl(path: Path, defaults: SampleRequest) -> list[SampleRequest]:
         sample = dataclasses.replace(defaults, **values)
         if not sample.visual_input.is_absolute():
             sample.visual_input = path.parent / sample.visual_input
-        sample.name = f"{number:03d}_{safe_name(sample.visual_input.stem)}"
+        sample.name = f"{number:03d}_{sample_name(sample.visual_input.stem)}"
         validate(sample, lambda name, _w=where: f"{_w}: {name}")
         samples.append(sample)
     if not samples:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from cosmos_cli import settings
 from cosmos_cli.checkpoints import DEFAULT_AR_MODEL_DIR
 from cosmos_cli.commands.options import (
     DEFAULT_CHECKPOINT,
@@ -79,6 +80,9 @@ def command(
     checkpoint_dir: CheckpointDirOpt = DEFAULT_CHECKPOINT,
     ar_model_dir: ArModelDirOpt = DEFAULT_AR_MODEL_DIR,
     num_input_frames: Annotated[int, typer.Option("--num-input-frames", help="1 or 9 context frames.")] = 9,
+    num_frames: Annotated[
+        int, typer.Option("--num-frames", help="Output frames: 33 + 24k up to 273, by chunks (docs/long-videos.md).")
+    ] = 33,
     input_type: Annotated[str | None, typer.Option("--input-type", hidden=True)] = None,
     top_p: Annotated[
         float | None, typer.Option("--top-p", help="Nucleus mass; default: the model's tuned value (5B: 0.7).")
@@ -120,7 +124,10 @@ def command(
     decoding: Annotated[
         str, typer.Option("--decoding", help="sequential | scd (speculative coupled decoding, same distribution).")
     ] = "sequential",
-    scd_window: Annotated[int, typer.Option("--scd-window", help="Draft tokens verified per SCD pass.")] = 32,
+    scd_window: Annotated[int, typer.Option("--scd-window", help="Draft tokens verified per SCD pass (1-128).")] = 32,
+    quantization: Annotated[
+        str, typer.Option("--quantization", help="AR weights: bf16 | int8 | fp8 (weight-only, lossy; fp8: sm_89+).")
+    ] = "bf16",
     gpus: Annotated[
         int, typer.Option("--gpus", help="Processes (GPUs) on this node; > 1 relaunches via torchrun.")
     ] = 1,
@@ -165,9 +172,11 @@ def command(
         pad=pad,
         decoding=decoding,
         scd_window=scd_window,
+        quantization=quantization,
     )
     defaults = validate(SampleRequest(prompt=prompt or "", visual_input=input, seed=seed,
-                                      num_input_frames=num_input_frames, name=video_save_name))  # fmt: skip
+                                      num_input_frames=num_input_frames, num_frames=num_frames,
+                                      name=video_save_name))  # fmt: skip
     request = validate(
         GenerateRequest(
             samples=_samples(defaults, input, batch_input, prompt, config),
@@ -212,17 +221,18 @@ def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str
         if prompt is None and needs_prompt(config.checkpoint_dir, config.ar_model_dir):
             raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
         return [defaults]
-    line_defaults = SampleRequest(seed=defaults.seed, num_input_frames=defaults.num_input_frames)
+    line_defaults = SampleRequest(
+        seed=defaults.seed, num_input_frames=defaults.num_input_frames, num_frames=defaults.num_frames
+    )
     return read_jsonl(batch_input, line_defaults)
 
 
 def _check_parallel(request) -> None:
     """Process counts and ``--tp`` checked in the launching process, before any worker starts."""
-    import os
     import warnings
 
     launch = request.launch
-    world = int(os.environ.get("WORLD_SIZE", launch.gpus * launch.nnodes))
+    world = settings.world_size(launch.gpus * launch.nnodes)
     tp = launch.tp
     if tp is None:
         return
@@ -242,17 +252,16 @@ def _check_parallel(request) -> None:
     check_tp(resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir), tp)
 
 
-TORCHRUN_CMD_ENV = "COSMOS_CLI_TORCHRUN_COMMAND"
+TORCHRUN_CMD_ENV = settings.ENV_TORCHRUN_COMMAND
 
 
 def _generate_here(request) -> None:
     """The job of one process: alone, or as one torchrun worker (TP group member / DP share)."""
-    import os
 
     from cosmos_cli.parallel.dist import default_tp, distributed
 
     tp = request.launch.tp
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = settings.world_size()
     if tp is None:
         from cosmos_cli.checkpoints import CheckpointLayout
         from cosmos_cli.stages.ar_model import resolve_model_args
@@ -265,13 +274,13 @@ def _generate_here(request) -> None:
 
 
 def _run(request, ctx) -> None:
-    import os
 
     from cosmos_cli.console import info, stdout, warn
     from cosmos_cli.parallel.data import shard_samples
     from cosmos_cli.parallel.link import link_for
     from cosmos_cli.pipeline.pipeline import auto_batch_size
     from cosmos_cli.pipeline.standins import open_pipeline
+    from cosmos_cli.quant.sizes import ar_weight_bytes
 
     config = request.pipeline
     if config.guardrail == Guardrail.off.value:
@@ -294,7 +303,8 @@ def _run(request, ctx) -> None:
     tp_size = ctx.dims.tp if ctx is not None else 1
     auto_batch = request.batch_size is None
     if auto_batch:
-        weights = pipeline.args.num_params() * (2 if pipeline.device.type == "cuda" else 4) // tp_size
+        weights = ar_weight_bytes(pipeline.args, config.quantization, 2 if pipeline.device.type == "cuda" else 4)
+        weights //= tp_size
         config.batch_size = auto_batch_size(pipeline.args, max(len(samples), 1), pipeline.device, weights)
     if request.gpu_memory_budget is not None:
         _fit_gpu_memory_budget(pipeline, request.gpu_memory_budget, config.placements, adjust_batch=auto_batch)
@@ -303,10 +313,13 @@ def _run(request, ctx) -> None:
         f"[bold]{pipeline.args.name}[/bold] on {where}, {len(all_samples)} sample(s), batch {config.batch_size}, "
         f"decoder: {'diffusion' if pipeline.diffusion_decoder else 'DV8x16x16'}, guardrail: {config.guardrail}"
     )
-    launched = os.environ.get(TORCHRUN_CMD_ENV)
+    launched = settings.torchrun_command()
     extra = {"torchrun": launched} if launched else {}
     if ctx is not None:
         extra["parallel"] = {"world": ctx.dims.world, "tp": ctx.dims.tp, "dp": ctx.dims.dp}
+        if pipeline.dd_parallel is not None and pipeline.diffusion_decoder is not None:
+            dd = pipeline.dd_parallel.dims
+            extra["parallel"]["diffusion_decoder"] = {"cfg": dd.cfg, "sp": dd.sp}
     results = pipeline.run(samples, request.output_dir, overwrite=request.overwrite, extra_record=extra)
     if ctx is not None:
         from cosmos_cli.parallel.dist import gather_objects

@@ -7,7 +7,6 @@ its worker thread while ``/healthz`` already answers. Jobs persist under ``--job
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -106,7 +105,9 @@ def command(
     api_key = load_api_key(api_key_file)
     require_key_for(host, api_key)
     # Per-token progress bars would flood a server log; the API reports progress instead.
-    os.environ.setdefault("COSMOS_CLI_NO_PROGRESS", "1")
+    from cosmos_cli.console import disable_progress
+
+    disable_progress()
     if guardrail == Guardrail.off:
         from cosmos_cli.console import warn
         from cosmos_cli.guardrail import GUARDRAIL_OFF_WARNING
@@ -129,6 +130,7 @@ def _serve(pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_
     from cosmos_cli.serve.worker import GenerationWorker
 
     sock = _bind(host, port)
+    lock = _lock_jobs_dir(jobs_dir, sock)  # before recover(): a second server must touch nothing
     _configure_logging()
     log = logging.getLogger(LOGGER)
     store = JobStore(jobs_dir)
@@ -169,8 +171,22 @@ def _serve(pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_
     finally:
         sock.close()
         store.close()
+        lock.release()
     if fatal:
         raise fatal[0]
+
+
+def _lock_jobs_dir(jobs_dir: Path, sock):
+    """Hold ``jobs_dir`` for this server's life (``serve/dirlock.py``); a second server exits 2 here."""
+    from cosmos_cli.serve.dirlock import JobsDirLock
+
+    lock = JobsDirLock(jobs_dir)
+    try:
+        lock.acquire()
+    except BaseException:
+        sock.close()
+        raise
+    return lock
 
 
 def _bind(host: str, port: int):

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from cosmos_cli.errors import BadInput
-from cosmos_cli.io.atomic import atomic_path
+from cosmos_cli.io.atomic import atomic_path, disk_full, nearly_full
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
@@ -458,15 +458,36 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: floa
 def write_mp4(frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, quality: float = 5) -> Path:
     """Write uint8 ``(T, H, W, 3)`` frames as an H.264 mp4, atomically (see :func:`encode_mp4`).
 
-    An existing ``path`` is refused unless ``overwrite``; on failure nothing is left at ``path``.
+    The mp4 is renamed to ``path`` only once it decodes back to ``T`` frames: imageio-ffmpeg does not report
+    ffmpeg's exit status, and an ffmpeg that ran out of disk leaves a file without its index (unplayable).
+    Out of disk is :class:`BadInput` "disk full at PATH". An existing ``path`` is refused unless
+    ``overwrite``; on any failure nothing is left at ``path``.
     """
     path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim == 4:
         check_mp4_size(path, frames.shape[1], frames.shape[2])
     with atomic_path(path, overwrite) as temp:
-        encode_mp4(frames, temp, fps, quality=quality)
+        try:
+            encode_mp4(frames, temp, fps, quality=quality)
+            written = _frames_in(temp)
+        except Exception as err:
+            if nearly_full(temp.parent):
+                raise disk_full(path) from err
+            raise
+        if written != len(frames):
+            if nearly_full(temp.parent):
+                raise disk_full(path)
+            raise RuntimeError(f"ffmpeg wrote {written} of {len(frames)} frames for {path}")
     return path
+
+
+def _frames_in(path: Path) -> int:
+    """How many frames ``path`` decodes to (0 if ffmpeg cannot read it), one frame in memory at a time."""
+    try:
+        return read_video_window(path, 1).frames_decoded
+    except BadInput:
+        return 0
 
 
 def read_mp4(path: Path) -> np.ndarray:
