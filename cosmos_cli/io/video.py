@@ -21,6 +21,8 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,7 +270,10 @@ def read_image(path: Path) -> np.ndarray:
 
     path = Path(path)
     try:
-        with Image.open(path) as image:  # reads the header only: the size is known before any pixel
+        with warnings.catch_warnings():  # PIL's DecompressionBombWarning (> 89 MP): ours is the one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only: the size is known before any pixel
+        with image:
             check_source_size(path, image.width, image.height, "an image")
             image = ImageOps.exif_transpose(image)
             if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
@@ -276,8 +281,10 @@ def read_image(path: Path) -> np.ndarray:
                 grey = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
                 return np.repeat(grey[:, :, None], 3, axis=2)
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except Image.DecompressionBombError as err:  # PIL's own, larger limit, raised while opening
-        raise BadInput(f"{path}: the image is too large ({err})", SIZE_LIMIT_HINT) from err
+    except Image.DecompressionBombError as err:  # PIL's own limit (> 179 MP), raised while opening
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "more pixels than PIL allows"
+        raise BadInput(f"{path}: an image of {size} is too large", SIZE_LIMIT_HINT) from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise BadInput(
             f"{path}: not a readable image ({type(err).__name__}: {err})",

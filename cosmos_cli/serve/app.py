@@ -7,7 +7,6 @@ Routes only accept, list, cancel and hand out jobs; the worker thread does all g
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import uuid
@@ -29,6 +28,7 @@ from cosmos_cli.pipeline.long_video import MAX_NUM_FRAMES
 from cosmos_cli.serve.auth import BearerAuth
 from cosmos_cli.serve.errors import ApiError, error_body
 from cosmos_cli.serve.jobs import Job, JobFinished, JobStore
+from cosmos_cli.serve.limits import DEFAULT_UPLOAD_CHECKS, CheckSlots
 from cosmos_cli.serve.uploads import FILE_FIELD, check_visual_input, commit_upload, job_params, receive_form
 from cosmos_cli.serve.worker import GenerationWorker
 
@@ -48,9 +48,8 @@ class ServeSettings:
     model: str
     device: str
     batch_size: int
-    max_concurrent_decodes: int = 2
-    """Uploads checked (decoded) at once; the others wait. Each costs up to ~1 GiB (9 frames of at most
-    40 MP, see ``io.video.MAX_SOURCE_PIXELS``), so this bounds the server's memory under a burst."""
+    max_upload_checks: int = DEFAULT_UPLOAD_CHECKS
+    """Uploads decoded (checked) at once; the others wait (``serve/limits.py``)."""
 
 
 # ---- response bodies (also the OpenAPI schema at /docs) ---------------------------------------------
@@ -108,10 +107,17 @@ class Health(BaseModel):
     version: str
 
 
+class UploadChecks(BaseModel):
+    limit: int
+    running: int
+    peak: int
+
+
 class Ready(Health):
     model: str
     device: str
     batch_size: int
+    upload_checks: UploadChecks
 
 
 def _generation(job: Job) -> Generation:
@@ -190,7 +196,7 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
     _install_error_handlers(app)
     auth = [Depends(BearerAuth(settings.api_key))]
     dirs = store.dirs
-    decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
+    check_slots = CheckSlots(settings.max_upload_checks)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:
@@ -204,7 +210,9 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
         if not worker.ready.is_set():
             raise ApiError(503, "not_ready", "the models are still loading")
         return Ready(status="ready", version=__version__, model=settings.model, device=settings.device,
-                     batch_size=settings.batch_size)  # fmt: skip
+                     batch_size=settings.batch_size,
+                     upload_checks=UploadChecks(limit=check_slots.limit, running=check_slots.running,
+                                                peak=check_slots.peak))  # fmt: skip
 
     @app.post("/v1/generations", status_code=202, response_model=GenerationCreated, dependencies=auth,
               openapi_extra=_UPLOAD_SCHEMA, tags=["generations"],
@@ -218,7 +226,7 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
         try:
             form = await receive_form(request, staging, settings.max_upload_bytes)
             params = job_params(form, settings.prompt_required)
-            async with decode_slots:
+            async with check_slots.hold():
                 await run_in_threadpool(
                     check_visual_input, form.file_path, form.filename, params.num_input_frames,
                     settings.input_height, settings.input_width,
