@@ -70,9 +70,7 @@ def _staging_dir(parent: Path, name: str, flag: str = "output location") -> tupl
         reason = err.strerror or str(err)
         if err.errno in (errno.ENOENT, errno.EPERM, errno.EACCES, errno.EROFS) and blocker is not None:
             reason = f"no folder can be made in {blocker} ({reason})"  # e.g. /proc, /sys, a read-only mount
-        raise BadInput(
-            f"cannot write to the output folder {parent}: {reason}", f"choose a writable {flag}"
-        ) from err
+        raise BadInput(f"cannot write to the output folder {parent}: {reason}", f"choose a writable {flag}") from err
 
 
 def _remove_empty(folders: list[Path]) -> None:
