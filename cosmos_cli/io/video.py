@@ -201,6 +201,26 @@ class VideoWindow:
     reached_end: bool
 
 
+def check_input_size(path: Path) -> None:
+    """Refuse an input whose picture is too large from its header alone (PIL's size, ffmpeg's stream
+    header), so ``generate`` fails before any model loads; :func:`load_model_input` checks again."""
+    if input_kind(path) == "video":
+        probe_video(path)  # checks the frame size in _open_stream
+        return
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            check_source_size(path, image.width, image.height, "an image")
+    except Image.DecompressionBombError:
+        read_image(path)  # raises the same one line as reading would
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return  # unreadable: read_image words it when the sample is read
+
+
 def read_video_window(
     path: Path,
     num_frames: int,
