@@ -190,6 +190,13 @@ def command(
         )
     )
     _check_parallel(request)
+    from cosmos_cli.io.atomic import check_writable_folder
+
+    check_writable_folder(request.output_dir)  # a file on its path or /proc: one line now, not after the run
+    if input is not None:  # one input: a picture too large is refused before the models load
+        from cosmos_cli.io.video import check_input_size
+
+        check_input_size(input)
     from cosmos_cli.parallel.launch import format_command, should_relaunch, torchrun_command
 
     if should_relaunch(gpus, nnodes):  # this process becomes torchrun's agent; the workers do the job
