@@ -367,7 +367,7 @@ def _report(results, n_samples: int, ctx, stdout, warn) -> None:
 def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], adjust_batch: bool) -> None:
     """``--gpu-memory-budget``: the plan's fastest placement that fits (``docs/offload.md``)."""
     from cosmos_cli.console import info
-    from cosmos_cli.pipeline.plan import GIB, describe, fit_budget
+    from cosmos_cli.offload.plan import GIB, describe, fit_budget
 
     chosen = fit_budget(pipeline, budget_gib, fixed=fixed, adjust_batch=adjust_batch)
     info(
