@@ -221,8 +221,17 @@ def _generate_here(samples: list, **opts) -> None:
 
         args = resolve_model_args(CheckpointLayout(opts["checkpoint_dir"], opts["ar_model_dir"]).ar_dir)
         tp = default_tp(world, len(samples), args.n_kv_heads)
-    with distributed(tp) as ctx:
-        _run(opts, samples, ctx)
+    from cosmos_cli.pipeline.interrupt import Interrupted, interrupts_raise
+
+    with distributed(tp) as ctx, interrupts_raise():
+        try:
+            _run(opts, samples, ctx)
+        except Interrupted as stop:  # partials are gone (atomic writes' finally); say what is done
+            from cosmos_cli.pipeline.interrupt import report_interrupted
+
+            summary = _write_summary if opts["batch_input"] is not None and ctx is None else None
+            report_interrupted(stop, samples, opts["output_dir"], summary)
+            raise typer.Exit(stop.exit_code) from None
 
 
 def _samples(opts: dict) -> list:

@@ -33,6 +33,7 @@ from cosmos_cli.pipeline.fingerprint import (
     request_fingerprint,
     weights_identity,
 )
+from cosmos_cli.pipeline.interrupt import Interrupted
 from cosmos_cli.pipeline.offload import Placements
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.stages.ar_model import ARModelStage
@@ -198,14 +199,18 @@ class VideoPipeline:
                 results[sample.name].status = "skipped"
                 results[sample.name].video_path = str(sample.video_path(output_dir))
         step = max(self.config.chunk_size, self.config.batch_size)
-        for start in range(0, len(todo), step):
-            if should_stop and should_stop():
-                break
-            chunk = todo[start : start + step]
-            self._run_chunk(
-                chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
-                should_stop or (lambda: False),
-            )  # fmt: skip
+        try:
+            for start in range(0, len(todo), step):
+                if should_stop and should_stop():
+                    break
+                chunk = todo[start : start + step]
+                self._run_chunk(
+                    chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
+                    should_stop or (lambda: False),
+                )  # fmt: skip
+        except Interrupted as stop:  # SIGINT/SIGTERM (``interrupt.py``): the caller reports what is done
+            stop.results = [results[s.name] for s in samples]
+            raise
         self.link.share_object(None)  # tells TP followers that the work is done
         return [results[s.name] for s in samples]
 
