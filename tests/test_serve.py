@@ -161,13 +161,26 @@ def test_corrupt_video_is_422_with_the_cli_message(client, server, tmp_path, mon
         ({"num_input_frames": 5}, "num_input_frames must be 1 or 9"),
         ({"top_p": 1.5}, "top_p must be in (0, 1]"),
         ({"seed": "x"}, "seed must be an integer"),
+        ({"seed": str(2**70)}, "seed must be in [0, 2**63)"),
+        ({"temperature": "-1"}, "temperature must be 0 or more"),
         ({"steps": 3}, "unknown form field 'steps'"),
+        ({"num_frames": 50}, "num_frames must be 33 + 24k (33, 57, 81, ..., 273), got 50"),
+        ({"num_frames": 297}, "num_frames 297 is above the cap of 273 frames"),
     ],
 )
 def test_bad_fields_are_422(client, fields, message):
     response = submit(client, shared_path("data", "clips", "input.jpg"), **fields)
     assert response.status_code == 422
     assert response.json()["error"]["message"].startswith(message)
+
+
+def test_num_frames_gives_a_longer_video(client, tmp_path):
+    response = submit(client, shared_path("data", "clips", "input.mp4"), num_frames=57, seed=1)
+    assert response.status_code == 202
+    job = wait(client, response.json()["id"])
+    assert job["status"] == "succeeded" and job["params"]["num_frames"] == 57
+    (tmp_path / "long.mp4").write_bytes(client.get(f"/v1/generations/{job['id']}/video").content)
+    assert read_mp4(tmp_path / "long.mp4").shape[0] == 57
 
 
 def test_five_concurrent_submissions_each_get_their_own_video(client, server, tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 
@@ -49,11 +49,7 @@ class ModelArgs:
     video_height: int = 640
     video_width: int = 1024
     num_video_frames: int = 33
-    temporal_compression: int = 8
-    spatial_compression: int = 16
     default_top_p: float = 0.7
-    default_temperature: float = 1.0
-    extra: dict = field(default_factory=dict, compare=False)
 
     # ---- derived sizes -------------------------------------------------------------------------
     @property
@@ -116,6 +112,12 @@ class ModelArgs:
         data = source if isinstance(source, dict) else json.loads(Path(source).read_text())
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
+        if not kwargs.get("cross_attn_every_k_layers", 1):
+            # Base family: the golden format writes null context sizes; nothing reads them without
+            # cross-attention, so the defaults stand in (as in the 4B/12B presets).
+            for key in ("context_dim", "context_len"):
+                if kwargs.get(key) is None:
+                    kwargs.pop(key, None)
         if data.get("yarn"):
             y = data["yarn"]
             kwargs["yarn"] = YarnArgs(
@@ -128,16 +130,14 @@ class ModelArgs:
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         kwargs.setdefault("name", data.get("name", "custom"))
-        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
         args = cls(**kwargs)
-        for key in ("embedding_rows", "output_rows", "max_seq_len"):
+        for key in ("embedding_rows", "output_rows", "max_seq_len", "video_vocab_size", "bov_token"):
             if key in data and data[key] != getattr(args, key):
                 raise ValueError(f"{key}={data[key]} in the config disagrees with the derived {getattr(args, key)}")
         return args
 
     def to_json(self) -> dict:
         data = asdict(self)
-        data.pop("extra")
         data.update(
             embedding_rows=self.embedding_rows,
             output_rows=self.output_rows,

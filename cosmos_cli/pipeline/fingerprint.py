@@ -72,6 +72,8 @@ def request_fingerprint(
         "num_input_frames": 1 if input_kind == "image" else sample.num_input_frames,
         "fps": config.fps,
         "pad": config.pad,
+        "num_frames": sample.num_frames,
+        "quantization": config.quantization,
     }
 
 

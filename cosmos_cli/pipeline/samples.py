@@ -1,8 +1,8 @@
 """What to generate: single inputs or JSONL batches, with output names that never collide.
 
 A JSONL line is ``{"prompt": ..., "visual_input": ...}`` (NVIDIA's format; relative paths resolve against
-the file's folder); ``seed``, ``top_p``, ``temperature`` and ``num_input_frames`` may override the
-command's values per line. Each sample writes ``<output_dir>/<name>/<name>.mp4`` plus
+the file's folder); ``seed``, ``top_p``, ``temperature``, ``num_input_frames`` and ``num_frames`` may
+override the command's values per line. Each sample writes ``<output_dir>/<name>/<name>.mp4`` plus
 ``<name>/generation.json``; a re-run skips a sample whose JSON says it succeeded for the same request
 (``pipeline/fingerprint.py``).
 """
@@ -13,10 +13,8 @@ import hashlib
 import json
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-from cosmos_cli.errors import BadInput
 
 RESULT_FILE = "generation.json"
 
@@ -30,8 +28,8 @@ class Sample:
     top_p: float | None = None
     temperature: float | None = None
     num_input_frames: int = 9
-    index: int = 0
-    extra: dict = field(default_factory=dict)
+    num_frames: int = 33
+    """Frames of the output video: 33 + 24k (:mod:`cosmos_cli.pipeline.long_video`)."""
 
     def folder(self, output_dir: Path) -> Path:
         return output_dir / self.name
@@ -72,43 +70,3 @@ def sample_name(stem: str) -> str:
         return name
     canonical = unicodedata.normalize("NFC", stem).encode("utf-8", "surrogatepass")  # macOS stores NFD
     return f"{name}-{hashlib.sha256(canonical).hexdigest()[:8]}"
-
-
-def single_sample(prompt: str, visual_input: Path, name: str | None, seed: int, num_input_frames: int) -> Sample:
-    stem = Path(name).stem if name else Path(visual_input).stem
-    return Sample(sample_name(stem), prompt, Path(visual_input), seed, num_input_frames=num_input_frames)
-
-
-def read_batch(path: Path, seed: int, num_input_frames: int) -> list[Sample]:
-    """Samples of a JSONL file; names are ``<line:03d>_<input stem>`` so duplicate basenames never collide."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"batch file not found: {path}", "pass a JSONL file with one {prompt, visual_input} per line")
-    samples = []
-    for number, line in enumerate(path.read_text().splitlines()):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BadInput(f"{path}:{number + 1} is not valid JSON ({err.msg})", "one JSON object per line") from err
-        if not isinstance(row, dict) or "visual_input" not in row:
-            raise BadInput(f'{path}:{number + 1} has no "visual_input"', 'each line needs {"prompt", "visual_input"}')
-        visual = Path(row["visual_input"])
-        if not visual.is_absolute():
-            visual = path.parent / visual
-        samples.append(
-            Sample(
-                name=f"{number:03d}_{sample_name(visual.stem)}",
-                prompt=str(row.get("prompt", "")),
-                visual_input=visual,
-                seed=int(row.get("seed", seed)),
-                top_p=row.get("top_p"),
-                temperature=row.get("temperature"),
-                num_input_frames=int(row.get("num_input_frames", num_input_frames)),
-                index=number,
-            )
-        )
-    if not samples:
-        raise BadInput(f"batch file {path} holds no samples", "add one JSON object per line")
-    return samples

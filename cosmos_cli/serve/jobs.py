@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_ATTEMPTS = 3
 """A job that was running when the process died this many times fails instead of being run again: a job
@@ -72,6 +71,7 @@ class JobParams:
     top_p: float | None = None
     temperature: float | None = None
     num_input_frames: int = 9
+    num_frames: int = 33
     disable_diffusion_decoder: bool = False
     filename: str = ""
 
