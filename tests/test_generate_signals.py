@@ -65,7 +65,7 @@ def test_signals_leave_a_summary_and_the_rerun_resumes(tiny_checkpoints, tmp_pat
         assert len(summary) == SAMPLES
         done = {s["name"] for s in summary if s["status"] in ("succeeded", "skipped")}
         assert done == set(finished(out)) and seen < len(done) < SAMPLES, summary
-        assert {s["status"] for s in summary if s["name"] not in done} == {"interrupted"}
+        assert {s["status"] for s in summary if s["name"] not in done} <= {"interrupted", "pending"}
         assert f"{len(done)} of {SAMPLES} sample(s) done" in output
         seen = len(done)
 

@@ -325,7 +325,10 @@ def _run(request, ctx) -> None:
         if pipeline.dd_parallel is not None and pipeline.diffusion_decoder is not None:
             dd = pipeline.dd_parallel.dims
             extra["parallel"]["diffusion_decoder"] = {"cfg": dd.cfg, "sp": dd.sp}
-    results = pipeline.run(samples, request.output_dir, overwrite=request.overwrite, extra_record=extra)
+    from cosmos_cli.pipeline.interrupt import raise_if_interrupted
+
+    results = pipeline.run(samples, request.output_dir, overwrite=request.overwrite, extra_record=extra,
+                           should_stop=raise_if_interrupted, on_event=raise_if_interrupted)  # fmt: skip
     if ctx is not None:
         from cosmos_cli.parallel.dist import gather_objects
 

@@ -48,24 +48,31 @@ class Interrupted(KeyboardInterrupt):
         self.results: list | None = None
 
 
+_received: list[int] = []
+"""The signal that the active :func:`interrupts_raise` received (at most one)."""
+
+
 @contextlib.contextmanager
 def interrupts_raise(*, watchdog: bool = False) -> Iterator[None]:
     """SIGINT/SIGTERM raise :class:`Interrupted` (once) inside the ``with`` body; later ones are ignored.
 
+    Python runs a signal handler wherever the main thread is, and a few places swallow what it raises
+    (an at-fork callback while ffmpeg starts, a ``__del__``): :func:`raise_if_interrupted`, which the
+    pipeline calls between stages and on every progress event, raises it again there.
     ``watchdog``: also end the process :data:`STUCK_GRACE_S` after the first signal if the body has not
     finished by then (torchrun workers). No-op off the main thread (signals are delivered there only).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    fired: list[int] = []
 
     def handler(signum, _frame) -> None:
-        if fired:  # already stopping: let the cleanup finish
+        if _received:  # already stopping: let the cleanup finish
             return
-        fired.append(signum)
+        _received.append(signum)
         raise Interrupted(signum)
 
+    _received.clear()
     previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
     stop_watch = _exit_when_stuck() if watchdog else None
     try:
@@ -75,6 +82,14 @@ def interrupts_raise(*, watchdog: bool = False) -> Iterator[None]:
             stop_watch()
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def raise_if_interrupted(*_event) -> bool:
+    """Raise :class:`Interrupted` if a signal came (again, should the first raise have been swallowed);
+    else False. Fits both ``should_stop`` and ``on_event`` of :meth:`VideoPipeline.run`."""
+    if _received:
+        raise Interrupted(_received[0])
+    return False
 
 
 def _exit_when_stuck() -> Callable[[], None]:
@@ -194,6 +209,7 @@ def interruptible(request, ctx, write_summary: Callable) -> Iterator[None]:
     with interrupts_raise(watchdog=ctx is not None):
         try:
             yield
+            raise_if_interrupted()  # one that came at a moment that swallowed the exception
         except Interrupted as stop:
             if ctx is not None and settings.launched_by_us():
                 raise SystemExit(stop.exit_code) from None  # the launcher reports, once its workers are gone
@@ -209,24 +225,39 @@ def interruptible(request, ctx, write_summary: Callable) -> Iterator[None]:
 
 @contextlib.contextmanager
 def launcher_interruptible(request, write_summary: Callable) -> Iterator[None]:
-    """Around :func:`cosmos_cli.parallel.launch.relaunch`: the first SIGINT/SIGTERM stops torchrun's agent
-    (which forwards it to the workers and waits for them); the summary is written once they are gone."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
+    """Around :func:`cosmos_cli.parallel.launch.relaunch` (this process is torchrun's agent): the first
+    SIGINT/SIGTERM goes on to every worker; they stop as one process does and exit ``128 + signal``, the
+    agent stops the rest and waits for them; then the summary is written from the sample folders.
+
+    The handler only forwards the signal (it raises nothing that a swallowing moment could lose), and
+    torchrun is told not to install its own handlers for these two signals (it raises on every one,
+    which could cut its own wait for the workers short and leave them orphaned).
+    """
+    import psutil
+
+    from cosmos_cli.errors import DistributedError
 
     since = time.time()
     fired: list[int] = []
 
     def handler(signum, _frame) -> None:
-        if fired:  # the agent is stopping the workers: never cut that short
+        if fired:
             return
         fired.append(signum)
-        raise SignalException(f"Process {os.getpid()} got signal: {signum}", sigval=signal.Signals(signum))
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(signum)
 
-    # torchrun installs its own handlers for these at start (raising again on every signal); it keeps the rest
-    os.environ[TORCHRUN_SIGNALS_ENV] = "SIGHUP,SIGQUIT"
+    os.environ[TORCHRUN_SIGNALS_ENV] = "SIGHUP,SIGQUIT"  # torchrun keeps its own handling of the others
     previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
     try:
-        yield
+        try:
+            yield
+        except (Interrupted, DistributedError):  # the workers stopped because of the signal
+            if not fired:
+                raise
+        if fired:
+            raise Interrupted(fired[0])
     except Interrupted as stop:
         samples, output_dir = request.to_samples(), Path(request.output_dir)
         remove_partials(sample_folders(samples, output_dir))  # a worker killed after the agent's timeout

@@ -534,6 +534,7 @@ class VideoPipeline:
             self._write_record(sample, output_dir, result, extra)
         except BaseException:
             path.unlink(missing_ok=True)  # a video without its record is not a result
+            sample.result_path(output_dir).unlink(missing_ok=True)  # nor a record (committed as Ctrl-C came)
             result.status, result.video_path = "pending", None
             raise
 
