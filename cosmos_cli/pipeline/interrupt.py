@@ -25,6 +25,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -74,14 +75,30 @@ def interrupts_raise(*, watchdog: bool = False) -> Iterator[None]:
 
     _received.clear()
     previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_swallowed_interrupts(previous_hook)
     stop_watch = _exit_when_stuck() if watchdog else None
     try:
         yield
     finally:
         if stop_watch is not None:
             stop_watch()
+        sys.unraisablehook = previous_hook
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _quiet_swallowed_interrupts(previous: Callable) -> Callable:
+    """Python prints "Exception ignored in ..." with a traceback when a place that swallows exceptions
+    (an at-fork callback, a ``__del__``) swallows our :class:`Interrupted`; it is raised again at the next
+    :func:`raise_if_interrupted`, so that print is noise that would break the one-line promise."""
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, Interrupted):
+            return
+        previous(unraisable)
+
+    return hook
 
 
 def raise_if_interrupted(*_event) -> bool:
