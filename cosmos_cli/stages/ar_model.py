@@ -24,7 +24,7 @@ from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs, preset_from_dir_name
 from cosmos_cli.pipeline.stage import Stage
-from cosmos_cli.quant.linear import QUANTIZATIONS, quantize_model
+from cosmos_cli.quant.linear import check_quantization, quantize_model
 
 MAX_SCD_WINDOW = 128
 """Widest speculative window accepted (the published SCD result used 128; docs/speculative-decoding.md)."""
@@ -75,8 +75,7 @@ class ARModelStage(Stage):
             raise BadInput(
                 f"--scd-window must be between 1 and {MAX_SCD_WINDOW}, got {scd_window}", "use e.g. --scd-window 32"
             )
-        if quantization not in QUANTIZATIONS:
-            raise BadInput(f"unknown --quantization {quantization!r}", f"use one of {', '.join(QUANTIZATIONS)}")
+        check_quantization(quantization, None, name_only=True)
         if quantization != "bf16" and model_builder is not None:
             raise BadInput(f"--quantization {quantization} does not work with --tp > 1 yet", "use --tp 1")
         self.quantization = quantization
