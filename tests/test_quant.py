@@ -19,7 +19,14 @@ from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs
 from cosmos_cli.quant.accuracy import golden_errors, logit_errors
 from cosmos_cli.quant.kernels import reference_linear
-from cosmos_cli.quant.linear import QuantLinear, check_quantization, dequantize, quantize_model, quantize_weight
+from cosmos_cli.quant.linear import (
+    QuantLinear,
+    check_quantization,
+    dequantize,
+    prepare_linears,
+    quantize_model,
+    quantize_weight,
+)
 from cosmos_cli.quant.sizes import ar_weight_bytes
 from tests.conftest import shared_path
 
@@ -64,6 +71,21 @@ def test_quantize_model_replaces_every_linear_and_sizes_agree():
     small = ar_weight_bytes(PRESETS["5b-video2world"], "int8")
     assert full == PRESETS["5b-video2world"].num_params() * 2
     assert 0.5 < small / full < 0.55  # linears halve; the bf16 embedding table (0.5 GB) stays
+
+
+def test_bf16_decode_linears_share_the_weights_and_compute_the_same_function():
+    """bf16 on a GPU wraps each linear for the one-row kernel; on CPU (the golden checks) nothing changes."""
+    model = build_model(TINY_V2W, weights=None, dtype=torch.float32, device=torch.device("cpu"))
+    assert prepare_linears(model, "bf16", torch.device("cpu")) is model
+    assert [m for m in model.modules() if type(m) is nn.Linear] and not getattr(model, "quantization", None)
+    before = {name: p.data_ptr() for name, p in model.named_parameters()}
+    quantize_model(model, "bf16-gemv")  # what prepare_linears does on CUDA
+    assert not [m for m in model.modules() if type(m) is nn.Linear]
+    after = {name: p.data_ptr() for name, p in model.named_parameters()}
+    assert after == before  # same names, same storage: no copy
+    layer = model.layers[0].feed_forward.w2
+    x = torch.randn(1, layer.in_features)
+    assert torch.equal(layer(x), F.linear(x, layer.weight))  # off the GPU: the plain linear, bit for bit
 
 
 def test_offload_plan_counts_the_smaller_weights():

@@ -3,7 +3,8 @@
 Resolves the architecture the way the reference does, from the checkpoint folder's name ("...-5B-..." ->
 the 5B preset), unless a ``cosmos_arch.json`` next to the weights describes another shape (tiny models).
 On the GPU the loaded model gets fused projections and a generator with the compiled, CUDA-graph decode;
-``quantization`` int8/fp8 then stores its linears in one byte per weight (:mod:`cosmos_cli.quant`).
+``quantization`` int8/fp8 then stores its linears in one byte per weight (:mod:`cosmos_cli.quant`); bf16 on a
+GPU sends batch-1 decode steps' linears through the Triton one-row kernel (faster than cuBLAS there).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs, preset_from_dir_name
 from cosmos_cli.pipeline.stage import Stage
-from cosmos_cli.quant.linear import check_quantization, quantize_model
+from cosmos_cli.quant.linear import check_quantization, prepare_linears
 
 MAX_SCD_WINDOW = 128
 """Widest speculative window accepted (the published SCD result used 128; docs/speculative-decoding.md)."""
@@ -113,7 +114,7 @@ class ARModelStage(Stage):
             model = self.model_builder(self.args, weights=self.weights, dtype=self.dtype, device=device)
         if device.type == "cuda":
             model.fuse_projections()
-        self.model = quantize_model(model, self.quantization)  # bf16: unchanged
+        self.model = prepare_linears(model, self.quantization, device)
         self.generator = self._generator(device)
 
     def modules(self) -> list[torch.nn.Module]:
