@@ -1,0 +1,65 @@
+"""The AR model's input video exactly as NVIDIA prepares it: float frames, never rounded before the tokenizer.
+
+NVIDIA's ``utils/inference.py`` (``shared/spec/cosmos-ar.md`` section 2, input preparation) turns the
+decoded uint8 frames into floats first (``/255*2-1``, or ``to_tensor`` then ``*2-1`` for images), pads to
+33 frames by repeating the last one, and only then resizes with torchvision's defaults (bilinear,
+antialias on; torchvision calls ``F.interpolate(..., antialias=True)``) to ``(ceil(s*h), ceil(s*w))``,
+``s = max(W/w, H/h)``, and center-crops. Resizing uint8 frames and rounding (what ``extract-frames``
+writes) moves values by up to a grey level, enough to flip FSQ tokens of the real tokenizer, so
+``generate`` uses this path. The geometry is :func:`cosmos_cli.io.video.cover_crop_geometry`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cosmos_cli.io.video import ProgressFn, cover_crop_geometry, read_input_frames
+
+
+def to_model_range(frame: np.ndarray) -> torch.Tensor:
+    """uint8 ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [-1, 1], with NVIDIA's operations (``x/255*2-1``)."""
+    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float() / 255.0 * 2.0 - 1.0
+
+
+def resize_cover_crop(frame: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """float ``(3, h, w)`` -> ``(3, height, width)``: torchvision's antialiased bilinear resize to cover the
+    target (skipped when the size already matches, as torchvision does), then its center crop."""
+    g = cover_crop_geometry(frame.shape[-2], frame.shape[-1], height, width)
+    if (g.resized_height, g.resized_width) != tuple(frame.shape[-2:]):
+        size = (g.resized_height, g.resized_width)
+        frame = F.interpolate(frame[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    return frame[:, g.top : g.top + height, g.left : g.left + width].contiguous()
+
+
+def load_model_video(
+    path: Path,
+    num_frames: int,
+    height: int,
+    width: int,
+    *,
+    pad: bool = False,
+    end_frame: int | None = None,
+    on_progress: ProgressFn | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The input frames as float32 ``(N, 3, height, width)`` in [-1, 1] and the description of
+    :func:`cosmos_cli.io.video.load_model_input` (same frames, same checks, same errors)."""
+    raw, info = read_input_frames(
+        path, num_frames, height, width, pad=pad, end_frame=end_frame, on_progress=on_progress
+    )
+    resized: dict[int, torch.Tensor] = {}  # padding repeats one array: resize it once
+    for frame in raw:
+        if id(frame) not in resized:
+            resized[id(frame)] = resize_cover_crop(to_model_range(frame), height, width)
+    return torch.stack([resized[id(frame)] for frame in raw]), info
+
+
+def pad_video(frames: torch.Tensor, total_frames: int) -> torch.Tensor:
+    """``(N, 3, H, W)`` -> the tokenizer's ``(1, 3, total_frames, H, W)``, repeating the last frame."""
+    if frames.shape[0] < total_frames:
+        frames = torch.cat([frames, frames[-1:].expand(total_frames - frames.shape[0], -1, -1, -1)])
+    return frames.permute(1, 0, 2, 3)[None].contiguous()
