@@ -41,6 +41,11 @@ class CheckpointLayout:
 
     @property
     def ar_weights(self) -> Path:
+        from cosmos_cli.nemo.layout import find_nemo
+
+        nemo = find_nemo(self.ar_dir)  # a NeMo checkpoint folder: its torch_dist weights/
+        if nemo is not None:
+            return nemo.weights
         for name in ("model.pt", "model.safetensors"):
             if (self.ar_dir / name).exists():
                 return self.ar_dir / name

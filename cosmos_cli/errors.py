@@ -63,3 +63,8 @@ class GuardrailBlocked(CosmosError):
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message, exit_code=exit_code)
+
+
+def describe(exc: BaseException) -> str:
+    """The line a log or a record shows for any exception: ours as they read, others with their type."""
+    return exc.one_line() if isinstance(exc, CosmosError) else f"{type(exc).__name__}: {exc}"

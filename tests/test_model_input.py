@@ -52,7 +52,8 @@ def reference_input(frames: list[np.ndarray], height: int, width: int, total: in
     size_h, size_w = math.ceil(s * src_h), math.ceil(s * src_w)
     if (size_h, size_w) != (src_h, src_w):
         rows, cols = _aa_weights(src_h, size_h), _aa_weights(src_w, size_w)
-        video = np.einsum("oh,thwc,pw->topc", rows, video, cols)
+        video = np.einsum("oh,thwc->towc", rows, video, optimize=True)  # rows, then columns (separable)
+        video = np.einsum("towc,pw->topc", video, cols, optimize=True)
     top, left = int(round((size_h - height) / 2.0)), int(round((size_w - width) / 2.0))
     video = video[:, top : top + height, left : left + width]
     return video.transpose(3, 0, 1, 2)[None]

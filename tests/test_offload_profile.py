@@ -1,5 +1,5 @@
 """offload-profile's measured mode on the CPU: the stand-in pipeline at tiny sizes, rows, records, summary,
-and ``generate --gpu-memory-budget``. GPU memory is not measured here (the lead runs the H100 command in
+and ``generate --gpu-memory-budget``. GPU memory is not measured here (the H100 figures and their command are in
 docs/offload.md); what is checked is that every row runs the real pipeline code and reports what it did."""
 
 from __future__ import annotations

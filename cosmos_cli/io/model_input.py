@@ -20,6 +20,9 @@ import torch.nn.functional as F
 
 from cosmos_cli.io.video import ProgressFn, cover_crop_geometry, read_input_frames
 
+PREPARATION = "float32 antialiased bilinear (torch interpolate), unrounded"
+"""How ``generate`` prepares its input (recorded with saved long-video chunks, so none made otherwise resumes)."""
+
 
 def to_model_range(frame: np.ndarray) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [-1, 1], with NVIDIA's operations (``x/255*2-1``)."""
@@ -34,6 +37,19 @@ def resize_cover_crop(frame: torch.Tensor, height: int, width: int) -> torch.Ten
         size = (g.resized_height, g.resized_width)
         frame = F.interpolate(frame[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
     return frame[:, g.top : g.top + height, g.left : g.left + width].contiguous()
+
+
+def model_frames(frames: list[np.ndarray] | np.ndarray, height: int, width: int) -> torch.Tensor:
+    """uint8 ``(H, W, 3)`` frames of any size -> float32 ``(N, 3, height, width)`` in [-1, 1], NVIDIA's way.
+
+    Also what a long video feeds back (its own output frames, already ``height x width``: no resize, so
+    exactly ``x/255*2-1``). Repeated frames (padding repeats one array) are converted once.
+    """
+    done: dict[int, torch.Tensor] = {}
+    for frame in frames:
+        if id(frame) not in done:
+            done[id(frame)] = resize_cover_crop(to_model_range(frame), height, width)
+    return torch.stack([done[id(frame)] for frame in frames])
 
 
 def load_model_video(
@@ -51,11 +67,7 @@ def load_model_video(
     raw, info = read_input_frames(
         path, num_frames, height, width, pad=pad, end_frame=end_frame, on_progress=on_progress
     )
-    resized: dict[int, torch.Tensor] = {}  # padding repeats one array: resize it once
-    for frame in raw:
-        if id(frame) not in resized:
-            resized[id(frame)] = resize_cover_crop(to_model_range(frame), height, width)
-    return torch.stack([resized[id(frame)] for frame in raw]), info
+    return model_frames(raw, height, width), info
 
 
 def pad_video(frames: torch.Tensor, total_frames: int) -> torch.Tensor:

@@ -248,7 +248,7 @@ def build_tp_model(
         model = Transformer(args)
     state = None
     if weights is not None:
-        state = read_state_dict(weights)
+        state = read_state_dict(weights, lazy=True)  # NeMo folders: each rank reads only its slices
         check_state_dict(model, state, str(weights))
     apply_tp(model, tp_group)
     if state is None:

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from cosmos_cli.errors import NotEnoughMemory
+from cosmos_cli.models.released import T5_11B
 from cosmos_cli.pipeline.offload import HOST_HEADROOM, STAGE_NAMES, host_bytes
 
 GIB = 2**30
@@ -62,10 +63,6 @@ GUARD_FORWARDS = 3
 """LlamaGuard forward passes per prompt: the prefill and the decode steps of ``safe`` + ``</s>`` (an unsafe
 verdict takes a few more)."""
 
-T5_11B = dict(
-    d_model=1024, d_ff=65536, num_layers=24, num_heads=128, d_kv=128, vocab_size=32128, feed_forward_proj="relu"
-)
-"""``google-t5/t5-11b``'s ``config.json`` (encoder sizes)."""
 
 BYTES = {"fp32": 4, "bf16": 2}
 
@@ -144,6 +141,8 @@ class PipelineShape:
     siglip_config: dict | None = None
     dv_weights: Footprint | None = None
     cv_weights: Footprint | None = None
+    ar_quantization: str = "bf16"
+    """``--quantization``: int8 / fp8 store the AR linears in one byte per weight."""
 
 
 # ---- per-stage sizes -----------------------------------------------------------------------------
@@ -200,7 +199,12 @@ def ar_size(shape: PipelineShape) -> StageSize:
     from cosmos_cli.models.ar.transformer import Transformer
 
     args, batch = shape.args, shape.batch_size
-    weights = module_bytes(lambda: Transformer(args), 2)
+    if shape.ar_quantization == "bf16":
+        weights = module_bytes(lambda: Transformer(args), 2)
+    else:  # one byte per linear weight + float32 scales: counted as built (quantized on the meta device)
+        from cosmos_cli.quant.sizes import quantized_meta_model
+
+        weights = module_bytes(lambda: quantized_meta_model(args, shape.ar_quantization), None)
     kept = _ar_caches(args, batch)
     return StageSize("ar_model", weights.device, _work_ar(args, batch), "shapes", weights.host, kept)
 
@@ -366,6 +370,7 @@ def shape_from_checkpoints(
     guardrail: str = "full",
     diffusion_decoder: bool | None = None,
     text_encoder_dtype: str | None = None,
+    quantization: str = "bf16",
 ) -> PipelineShape:
     """Sizes from the checkpoint's own config files where present, the released models' sizes elsewhere.
 
@@ -375,8 +380,8 @@ def shape_from_checkpoints(
     from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
     from cosmos_cli.guardrail.layout import GuardrailLayout
     from cosmos_cli.models.diffusion_decoder.config import DD_7B, DiTConfig
+    from cosmos_cli.models.released import GUARDRAIL as REAL
     from cosmos_cli.stages.ar_model import resolve_model_args
-    from cosmos_cli.tiny.guardrail import REAL  # the stand-ins' REAL sizes are the released models' sizes
 
     layout = CheckpointLayout(Path(checkpoint_dir), ar_model_dir)
     args = resolve_model_args(layout.ar_dir)
@@ -412,6 +417,7 @@ def shape_from_checkpoints(
         siglip_config=siglip,
         dv_weights=torchscript_bytes(dv, 2) if all(p.exists() for p in dv) else None,
         cv_weights=torchscript_bytes(cv, 2) if dd_config is not None and cv[0].exists() else None,
+        ar_quantization=quantization,
     )
 
 
@@ -669,6 +675,7 @@ def pipeline_shape(pipeline, batch_size: int) -> PipelineShape:
         guardrail=config.guardrail,
         diffusion_decoder=pipeline.diffusion_decoder is not None,
         text_encoder_dtype="fp32" if t5 is not None and t5.dtype == torch.float32 else "bf16",
+        quantization=getattr(config, "quantization", "bf16"),
     )
 
 

@@ -21,7 +21,6 @@ measured per-token and per-step rates and labelled as such.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from cosmos_cli.errors import BadInput
+from cosmos_cli.memory import free_device_memory
 from cosmos_cli.pipeline.offload import STAGE_NAMES
 from cosmos_cli.pipeline.plan import GIB
 
@@ -99,6 +99,7 @@ class ProfileOptions:
     guardrail: str = "full"
     diffusion_decoder: bool | None = None
     text_encoder_dtype: str | None = None
+    quantization: str = "bf16"
     ar_tokens: int = 0
     """Tokens the AR model really generates (0: all of them)."""
     dd_steps: int | None = None
@@ -137,6 +138,7 @@ def build_pipeline(spec: RowSpec, opts: ProfileOptions, workdir: Path):
         text_encoder_dtype="fp32" if spec.fp32_t5 else opts.text_encoder_dtype,
         placements=dict(opts.policies[spec.strategy]),
         chunk_size=max(16, spec.batch),
+        quantization=opts.quantization,
     )
     if opts.load_format == "dummy":
         from cosmos_cli.pipeline.standins import StandInPipeline
@@ -192,7 +194,7 @@ def run_row(spec: RowSpec, opts: ProfileOptions, workdir: Path, clip: Path) -> d
     pipeline = None
     cuda = torch.cuda.is_available() and (opts.device or "cuda").startswith("cuda")
     try:
-        _release_memory()
+        free_device_memory()
         row["allocated_at_start"] = torch.cuda.memory_allocated() if cuda else 0
         pipeline = build_pipeline(spec, opts, workdir)
         placements = pipeline.placements
@@ -240,7 +242,7 @@ def run_row(spec: RowSpec, opts: ProfileOptions, workdir: Path, clip: Path) -> d
             for stage in pipeline.stages():
                 pipeline.placements.release(stage)
         del pipeline
-        _release_memory()
+        free_device_memory()
     return row
 
 
@@ -283,12 +285,6 @@ def _full_length(row: dict) -> float:
 def _sync(cuda: bool) -> None:
     if cuda:
         torch.cuda.synchronize()
-
-
-def _release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def device_info(device: str | None) -> dict:

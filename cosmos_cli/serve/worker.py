@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from cosmos_cli.errors import BadInput, CosmosError
+from cosmos_cli.errors import BadInput, describe
+from cosmos_cli.memory import free_device_memory
 from cosmos_cli.pipeline.pipeline import SampleResult, VideoPipeline
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.serve.jobs import Job, JobStore
@@ -53,7 +54,7 @@ class GenerationWorker:
     def stop(self, timeout: float) -> bool:
         """Ask the worker to stop at the next stage boundary; True if it did within ``timeout`` seconds.
 
-        A batch cut short stays ``running`` in the store and runs again at the next start.
+        The unfinished jobs of a batch cut short go back to the queue and run again at the next start.
         """
         self._stop.set()
         self._wake.set()
@@ -65,7 +66,7 @@ class GenerationWorker:
         try:
             self._load()
         except BaseException as err:  # noqa: BLE001 (reported, then the server shuts down)
-            self.log.error("could not load the models: %s", _message(err))
+            self.log.error("could not load the models: %s", describe(err))
             self.on_fatal(err)
             return
         self.ready.set()
@@ -110,15 +111,21 @@ class GenerationWorker:
                 )
         except Exception as err:  # out of GPU memory, or a bug: this batch fails, the server goes on
             self.log.exception("batch %s failed", ", ".join(ids))
-            _free_device_memory()
+            free_device_memory()
             for job_id in ids:
                 failed = SampleResult(job_id, status="failed", error=_batch_error(err, len(batch)))
                 self._finish(job_id, failed, time.perf_counter() - start)
             return
+        unfinished = []
         for job_id, result in zip(ids, results, strict=True):
             if result.status == "pending" and self._stop.is_set():
-                continue  # shutting down: stays running, and runs again at the next start
+                unfinished.append(job_id)  # shutting down: queued again, runs at the next start
+                continue
             self._finish(job_id, result, time.perf_counter() - start)
+        if unfinished:
+            for job_id in unfinished:
+                shutil.rmtree(dirs.result_dir(job_id), ignore_errors=True)
+            self.log.info("stopping: job(s) %s queued again", ", ".join(self.store.requeue(unfinished)))
 
     def _finish(self, job_id: str, result: SampleResult, seconds: float) -> None:
         status = "succeeded" if result.status == "succeeded" else "failed"
@@ -166,6 +173,7 @@ def _sample(job: Job, root: Path) -> Sample:
         top_p=params.top_p,
         temperature=params.temperature,
         num_input_frames=params.num_input_frames,
+        num_frames=params.num_frames,
     )
 
 
@@ -185,15 +193,6 @@ def _batch_error(err: Exception, batch_size: int) -> str:
             f"out of GPU memory while generating a batch of {batch_size} (restart the server with a smaller "
             "--batch-size, or place stages in host memory with --placement STAGE=cpu)"
         )
-    return _message(err)
+    return describe(err)
 
 
-def _message(err: BaseException) -> str:
-    return err.one_line() if isinstance(err, CosmosError) else f"{type(err).__name__}: {err}"
-
-
-def _free_device_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
