@@ -15,7 +15,7 @@ import typer
 from cosmos_cli import __version__, settings
 from cosmos_cli.commands import convert_checkpoint, doctor, download, extract_frames, generate, offload_profile, serve
 from cosmos_cli.commands.options import DebugOpt
-from cosmos_cli.errors import CosmosError
+from cosmos_cli.errors import CosmosError, from_os_error
 
 app = typer.Typer(
     name="cosmos-cli",
@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from cosmos_cli.console import console
 
+        usage = from_os_error(err) if isinstance(err, OSError) else None  # a path the user chose (errors.py)
+        if usage is not None:
+            console.print(f"[red]error:[/red] {usage.one_line()}", highlight=False, soft_wrap=True)
+            return usage.exit_code
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         console.print(
             f"[red]error:[/red] unexpected {type(err).__name__}: {message[:300]} "

@@ -190,6 +190,13 @@ def command(
         )
     )
     _check_parallel(request)
+    from cosmos_cli.io.atomic import check_writable_folder
+
+    check_writable_folder(request.output_dir)  # a file on its path or /proc: one line now, not after the run
+    if input is not None:  # one input: a picture too large is refused before the models load
+        from cosmos_cli.io.video import check_input_size
+
+        check_input_size(input)
     from cosmos_cli.parallel.launch import format_command, should_relaunch, torchrun_command
 
     if should_relaunch(gpus, nnodes):  # this process becomes torchrun's agent; the workers do the job
@@ -206,7 +213,10 @@ def command(
         if debug:
             info(f"torchrun: {format_command(cmd)}")
         os.environ[TORCHRUN_CMD_ENV] = format_command(cmd)
-        relaunch(cmd, debug=debug)
+        from cosmos_cli.pipeline.interrupt import launcher_interruptible
+
+        with launcher_interruptible(request, _write_summary):  # Ctrl-C / SIGTERM: 130 / 143 and a summary
+            relaunch(cmd, debug=debug)
         return
     _generate_here(request)
 
@@ -269,7 +279,9 @@ def _generate_here(request) -> None:
         config = request.pipeline
         args = resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir)
         tp = default_tp(world, len(request.samples), args.n_kv_heads)
-    with distributed(tp) as ctx:
+    from cosmos_cli.pipeline.interrupt import interruptible
+
+    with distributed(tp) as ctx, interruptible(request, ctx, _write_summary):  # Ctrl-C / SIGTERM: 130 / 143
         _run(request, ctx)
 
 
@@ -320,7 +332,10 @@ def _run(request, ctx) -> None:
         if pipeline.dd_parallel is not None and pipeline.diffusion_decoder is not None:
             dd = pipeline.dd_parallel.dims
             extra["parallel"]["diffusion_decoder"] = {"cfg": dd.cfg, "sp": dd.sp}
-    results = pipeline.run(samples, request.output_dir, overwrite=request.overwrite, extra_record=extra)
+    from cosmos_cli.pipeline.interrupt import raise_if_interrupted
+
+    results = pipeline.run(samples, request.output_dir, overwrite=request.overwrite, extra_record=extra,
+                           should_stop=raise_if_interrupted, on_event=raise_if_interrupted)  # fmt: skip
     if ctx is not None:
         from cosmos_cli.parallel.dist import gather_objects
 
@@ -360,7 +375,7 @@ def _report(results, n_samples: int, ctx, stdout, warn) -> None:
 def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], adjust_batch: bool) -> None:
     """``--gpu-memory-budget``: the plan's fastest placement that fits (``docs/offload.md``)."""
     from cosmos_cli.console import info
-    from cosmos_cli.pipeline.plan import GIB, describe, fit_budget
+    from cosmos_cli.offload.plan import GIB, describe, fit_budget
 
     chosen = fit_budget(pipeline, budget_gib, fixed=fixed, adjust_batch=adjust_batch)
     info(
@@ -369,10 +384,10 @@ def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], a
     )
 
 
-def _write_summary(output_dir: Path, results) -> None:
+def _write_summary(output_dir: Path, results, **extra) -> None:
     from cosmos_cli.io.atomic import atomic_path
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"samples": [r.as_dict() for r in results]}
+    summary = {"samples": [r.as_dict() for r in results], **extra}
     with atomic_path(output_dir / "summary.json", overwrite=True) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))

@@ -9,6 +9,25 @@ Two steps, so that ``--dry-run`` and the real run share one code path:
   hub's sha256 (LFS) or git blob id (small files) by streaming it, and records it in the manifest file.
 
 Nothing here prints: progress goes to a :class:`Reporter` that the command renders.
+
+The library does the network work (listing, HEAD, ranged downloads, tokens, xet). Three of its higher-level
+helpers were tried against ``tests/hub_server.py`` with huggingface_hub 2.4.0 and do not fit:
+
+* ``snapshot_download(..., allow_patterns=..., dry_run=True)`` sends one ``HEAD`` per file after a
+  ``repo_info`` and a tree listing (5 HEADs for 5 files, where the plan sends one ``model_info`` per repo and
+  one ``HEAD`` per gated repo); it writes in a dry run (``refs/main`` under a ``cache_dir``, which is inside
+  the checkpoint root for SigLIP and LlamaGuard; ``.cache/huggingface/*.lock`` and ``*.metadata`` under a
+  ``local_dir``, hashing files it finds there); without a token it raises ``GatedRepoError`` for the whole repo,
+  so a dry run could not list the gated repo's sizes; and ``allow_patterns`` cannot say "safetensors if
+  published, else .bin" (:class:`~cosmos_cli.hub.manifest.Pick`), which needs the listing first anyway.
+* ``snapshot_download`` for the download itself runs ``hf_hub_download`` in worker threads even with
+  ``max_workers=1``: Ctrl-C or SIGTERM then waits for the running file to finish instead of stopping it and
+  removing its partial file, and per-file progress labels are lost.
+* ``HfApi.verify_repo_checksums`` hashes every local file that the hub lists (no file selection): files the
+  manifest already vouches for, and whatever else is in the folder (NVIDIA's script leaves T5's ~90 GB of
+  TensorFlow/Flax weights there, which it would hash too); it reports nothing while it hashes (tens of GB with
+  no progress); it gives no sha256 for small files, which the manifest records; and it lists the tree again.
+  :func:`file_digests` reads each chosen file once, with progress, and yields both digests.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The released models' architecture sizes, where no checkpoint on disk says them (planning before a download).
 
-Planning (``pipeline/plan.py``) and the stand-in stages (profiling at real sizes) read these; test fixtures
+Planning (``offload/plan.py``) and the stand-in stages (profiling at real sizes) read these; test fixtures
 (``cosmos_cli.tiny``) import them from here, never the other way round. The AR presets are
 ``models.config.PRESETS`` and the diffusion decoder's is ``models.diffusion_decoder.config.DD_7B``.
 """

@@ -158,8 +158,10 @@ def relaunch(cmd: Sequence[str], *, debug: bool = False) -> None:
         run(args)
     except ChildFailedError as err:
         raise failure_error(err, debug=debug) from None
-    except SignalException as err:
-        raise DistributedError(f"interrupted by {err.sigval.name}; all ranks were stopped", exit_code=130) from None
+    except SignalException as err:  # the agent has stopped every rank; the caller says what is done
+        from cosmos_cli.pipeline.interrupt import Interrupted
+
+        raise Interrupted(err.sigval) from None
 
 
 def _quiet_agent_logs() -> None:

@@ -34,6 +34,7 @@ from cosmos_cli.pipeline.fingerprint import (
     request_fingerprint,
     weights_identity,
 )
+from cosmos_cli.pipeline.interrupt import Interrupted
 from cosmos_cli.pipeline.preload import PreloadingPlacements, start_preload
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.quant.linear import check_quantization
@@ -233,14 +234,18 @@ class VideoPipeline:
         if self.config.preload and todo:
             self.loader = start_preload(self)
         step = max(self.config.chunk_size, self.config.batch_size)
-        for start in range(0, len(todo), step):
-            if should_stop and should_stop():
-                break
-            chunk = todo[start : start + step]
-            self._run_chunk(
-                chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
-                should_stop or (lambda: False), restart=overwrite,
-            )  # fmt: skip
+        try:
+            for start in range(0, len(todo), step):
+                if should_stop and should_stop():
+                    break
+                chunk = todo[start : start + step]
+                self._run_chunk(
+                    chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
+                    should_stop or (lambda: False), restart=overwrite,
+                )  # fmt: skip
+        except Interrupted as stop:  # SIGINT/SIGTERM (``interrupt.py``): the caller reports what is done
+            stop.results = [results[s.name] for s in samples]
+            raise
         self.link.share_object(None)  # tells TP followers that the work is done
         return [results[s.name] for s in samples]
 
@@ -530,6 +535,7 @@ class VideoPipeline:
             self._write_record(sample, output_dir, result, extra)
         except BaseException:
             path.unlink(missing_ok=True)  # a video without its record is not a result
+            sample.result_path(output_dir).unlink(missing_ok=True)  # nor a record (committed as Ctrl-C came)
             result.status, result.video_path = "pending", None
             raise
 

@@ -16,7 +16,7 @@ table. ``offload-profile`` measures the same quantities on a GPU; ``docs/offload
 Moving a stage costs its weights over the host->device link once per batch (``cpu``), or a read from disk
 (``disk``); the placement chooser minimises that cost subject to the GPU budget and free host memory.
 
-A ``stream`` stage (:mod:`cosmos_cli.pipeline.streaming`) holds only its non-block weights and its two largest
+A ``stream`` stage (:mod:`cosmos_cli.offload.streaming`) holds only its non-block weights and its two largest
 blocks on the GPU while it runs (``StageSize.stream_weights``: the blocks are found on the same meta-device
 builds by the same finder the placement uses), but copies every block again for each forward pass
 (``passes``). Its cost is counted as if no copy overlapped compute: (non-block weights + passes x block
@@ -37,7 +37,7 @@ import torch
 
 from cosmos_cli.errors import NotEnoughMemory
 from cosmos_cli.models.released import T5_11B
-from cosmos_cli.pipeline.offload import HOST_HEADROOM, STAGE_NAMES, host_bytes
+from cosmos_cli.offload.placements import HOST_HEADROOM, STAGE_NAMES, host_bytes
 
 GIB = 2**30
 GB = 1e9
@@ -164,7 +164,7 @@ def module_bytes(build: Callable[[], torch.nn.Module], dtype_bytes: int | None) 
 
 
 def module_sizes(build: Callable[[], torch.nn.Module], dtype_bytes: int | None) -> tuple[Footprint, Blocks]:
-    """:func:`module_bytes` and the module's repeated blocks (:func:`~cosmos_cli.pipeline.streaming.find_blocks`,
+    """:func:`module_bytes` and the module's repeated blocks (:func:`~cosmos_cli.offload.streaming.find_blocks`,
     the finder ``stream`` placement uses), from one meta-device build."""
     with torch.device("meta"):
         module = build()
@@ -173,7 +173,7 @@ def module_sizes(build: Callable[[], torch.nn.Module], dtype_bytes: int | None) 
 
 
 def block_bytes(module: torch.nn.Module, dtype_bytes: int | None) -> Blocks:
-    from cosmos_cli.pipeline.streaming import block_list, find_blocks
+    from cosmos_cli.offload.streaming import block_list, find_blocks
 
     container = find_blocks(module)
     if container is None:
@@ -577,7 +577,7 @@ def choose_placements(
     ``fixed`` pins some stages (the user's explicit flags). Raises :class:`NotEnoughMemory` when even the
     smallest placement does not fit.
     """
-    from cosmos_cli.pipeline.offload import available_host_bytes
+    from cosmos_cli.offload.placements import available_host_bytes
 
     fixed = fixed or {}
     host_free = available_host_bytes() if host_bytes_free is None else host_bytes_free

@@ -8,7 +8,7 @@ instead of the diffusion decoder), ``blocklist`` (guardrail without its models),
 NVIDIA runs it). Example: ``all-but-ar/b4/warm``.
 
 Each row builds a fresh pipeline, brings every stage to its between-uses state (``Placements.prepare``:
-NVIDIA's "after model initialization"), runs one batch and reads :class:`~cosmos_cli.pipeline.offload.
+NVIDIA's "after model initialization"), runs one batch and reads :class:`~cosmos_cli.offload.placements.
 StageRecord` s. Rows run one after another in this process; GPU memory is released between them and the
 memory still allocated when a row starts is recorded (``allocated_at_start``), so a leak would show.
 
@@ -31,8 +31,8 @@ import torch
 
 from cosmos_cli.errors import BadInput
 from cosmos_cli.memory import free_device_memory
-from cosmos_cli.pipeline.offload import STAGE_NAMES
-from cosmos_cli.pipeline.plan import GIB
+from cosmos_cli.offload.placements import STAGE_NAMES
+from cosmos_cli.offload.plan import GIB
 
 MODIFIERS = ("warm", "no-dd", "blocklist", "fp32-t5")
 PROMPT = (
@@ -351,7 +351,7 @@ def model_args(opts: ProfileOptions):
 
 def row_shape(spec: RowSpec, opts: ProfileOptions):
     """The plan's view of a row's pipeline (batch, decoder, guardrail and T5 dtype as the row runs them)."""
-    from cosmos_cli.pipeline.plan import shape_from_checkpoints
+    from cosmos_cli.offload.plan import shape_from_checkpoints
 
     guardrail = "blocklist" if spec.blocklist and opts.guardrail != "off" else opts.guardrail
     return shape_from_checkpoints(

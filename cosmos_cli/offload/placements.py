@@ -1,6 +1,6 @@
 """Where each stage lives between uses: ``gpu`` (resident), ``cpu`` (pinned host memory, moved to the GPU
 only while it runs), ``stream`` (pinned host memory; while it runs only its non-block weights are on the GPU
-and its repeated blocks are brought in one at a time: :mod:`cosmos_cli.pipeline.streaming`) or ``disk`` (read
+and its repeated blocks are brought in one at a time: :mod:`cosmos_cli.offload.streaming`) or ``disk`` (read
 when needed, freed after).
 
 NVIDIA's "offload" is our ``disk``: it deletes each model and re-reads it for every sample. ``cpu`` costs
@@ -27,8 +27,8 @@ import torch
 from cosmos_cli.console import warn
 from cosmos_cli.errors import BadInput
 from cosmos_cli.memory import available_host_bytes, free_device_memory
+from cosmos_cli.offload.streaming import BlockStream, detached, stage_blocks
 from cosmos_cli.pipeline.stage import Stage
-from cosmos_cli.pipeline.streaming import BlockStream, detached, stage_blocks
 
 PLACEMENTS = ("gpu", "cpu", "disk", "stream")
 STAGE_NAMES = (
