@@ -1,12 +1,15 @@
 """The AR model's input video exactly as NVIDIA prepares it: float frames, never rounded before the tokenizer.
 
 NVIDIA's ``utils/inference.py`` (``shared/spec/cosmos-ar.md`` section 2, input preparation) turns the
-decoded uint8 frames into floats first (``/255*2-1``, or ``to_tensor`` then ``*2-1`` for images), pads to
-33 frames by repeating the last one, and only then resizes with torchvision's defaults (bilinear,
-antialias on; torchvision calls ``F.interpolate(..., antialias=True)``) to ``(ceil(s*h), ceil(s*w))``,
-``s = max(W/w, H/h)``, and center-crops. Resizing uint8 frames and rounding (what ``extract-frames``
-writes) moves values by up to a grey level, enough to flip FSQ tokens of the real tokenizer, so
-``generate`` uses this path. The geometry is :func:`cosmos_cli.io.video.cover_crop_geometry`'s.
+decoded uint8 frames into floats first (``/255*2-1``; images ``to_tensor`` then ``*2-1``, the same
+float32 operations), pads to 33 frames by repeating the last one, and only then resizes with
+torchvision's defaults to ``(ceil(s*h), ceil(s*w))``, ``s = max(W/w, H/h)``, and center-crops. On a float
+tensor torchvision's resize is ``F.interpolate(mode="bilinear", antialias=True, align_corners=False)``,
+and it returns the frame untouched when it already has that size. Resizing uint8 frames with PIL and
+rounding (what ``extract-frames`` writes, :func:`cosmos_cli.io.video.load_model_input`) moves the input by
+up to a grey level, enough to flip FSQ tokens of the real tokenizer, so ``generate`` uses this path.
+Padding is done after the resize here (the resize works frame by frame, so the order does not matter).
+The geometry is :func:`cosmos_cli.io.video.cover_crop_geometry`'s, shared with ``extract-frames``.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ import torch.nn.functional as F
 
 from cosmos_cli.io.video import ProgressFn, cover_crop_geometry, read_input_frames
 
-PREPARATION = "float32 antialiased bilinear (torch interpolate), unrounded"
-"""How ``generate`` prepares its input (recorded with saved long-video chunks, so none made otherwise resumes)."""
+MODEL_INPUT = "float-antialias-v1"
+"""How ``generate`` prepares its input, in the re-run fingerprints: a video or a saved long-video chunk
+made from the older uint8 input (PIL resize, rounded) is another request, never reused as this one."""
 
 
 def to_model_range(frame: np.ndarray) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [-1, 1], with NVIDIA's operations (``x/255*2-1``)."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float() / 255.0 * 2.0 - 1.0
+    frame = np.require(frame, np.uint8, ["C", "W"])  # a read-only decoded frame is copied, not aliased
+    return torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0 * 2.0 - 1.0
 
 
 def resize_cover_crop(frame: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -166,7 +166,7 @@ class LongVideos:
             from dataclasses import asdict
 
             from cosmos_cli import __version__
-            from cosmos_cli.io.model_input import PREPARATION
+            from cosmos_cli.io.model_input import MODEL_INPUT
 
             p, cfg = self.pipeline, self.pipeline.config
             self._fingerprints[sample.name] = {
@@ -186,7 +186,7 @@ class LongVideos:
                 "device": p.device.type,
                 "dtype": str(p.dtype),
                 "cosmos_cli": __version__,
-                "model_input": PREPARATION,
+                "model_input": MODEL_INPUT,
             }
         return self._fingerprints[sample.name]
 
