@@ -247,3 +247,31 @@ def test_long_video_context_is_the_output_frames_unrounded_and_unresized():
     padded = pad_video(context, 33)
     assert tuple(padded.shape) == (1, 3, 33, 64, 96)
     assert torch.equal(padded[0, :, 9:], context[-1][:, None].expand(3, 24, 64, 96))
+
+
+@needs_clips
+def test_a_video_made_from_the_older_rounded_input_is_not_reused(tiny_checkpoints, tmp_path, capsys):
+    """A ``generation.json`` without ``model_input`` (the uint8 path's) is another request: exit 2, untouched."""
+    import json
+    import shutil
+
+    from cosmos_cli.cli import main
+    from cosmos_cli.io.model_input import MODEL_INPUT
+
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(CLIPS / "batch_inputs_0.mp4", clip)
+    out = tmp_path / "out"
+    argv = ["generate", "--checkpoint-dir", str(tiny_checkpoints), "--ar-model-dir", TINY_AR_DIR, "--input",
+            str(clip), "--prompt", "a road", "--output-dir", str(out), "--disable-diffusion-decoder"]  # fmt: skip
+    assert main(argv) == 0
+    path = out / "clip" / "generation.json"
+    record = json.loads(path.read_text())
+    assert record["request"]["model_input"] == MODEL_INPUT
+    del record["request"]["model_input"]  # as the older cosmos-cli wrote it
+    path.write_text(json.dumps(record))
+    before = (out / "clip" / "clip.mp4").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds a video made for another request (model_input)" in err, err
+    assert (out / "clip" / "clip.mp4").stat().st_mtime_ns == before
