@@ -213,7 +213,8 @@ def _check_chunk_2_continues_chunk_1(checkpoints, state_dir) -> None:
     with np.load(state_dir / "chunk_000.npz") as first, np.load(state_dir / "chunk_001.npz") as second:
         frames0, frames1, tokens1 = first["frames"], second["frames"], torch.from_numpy(second["tokens"])
     assert frames0.shape[0] == 33 and frames1.shape[0] == 24 and tuple(tokens1.shape) == tuple(args.latent_shape)
-    context = stage.encode(_to_model_video(frames0[-9:], 33))[0]
+    last9 = torch.from_numpy(frames0[-9:]).permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0  # as any input
+    context = stage.encode(_to_model_video(last9, 33))[0]
     assert torch.equal(tokens1[:2], context[:2])  # the last 9 decoded frames, re-encoded, are the prompt
     decoded = _to_uint8((stage.decode(tokens1[None])[0].float() * 0.5 + 0.5).clamp(0, 1))
     assert np.array_equal(decoded[9:], frames1)  # the 24 new frames, and only those, join the video

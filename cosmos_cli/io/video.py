@@ -376,7 +376,31 @@ def load_model_input(
     end_frame: int | None = None,
     on_progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a clip or an image as the model's input: uint8 ``(N, height, width, 3)`` and a description.
+    """The model's input frames as uint8 ``(N, height, width, 3)`` (PIL bilinear), and their description.
+
+    What ``extract-frames`` writes. ``generate`` resizes the same decoded frames as floats instead, as
+    NVIDIA does (:func:`cosmos_cli.io.model_input.load_model_video`).
+    """
+    raw, info = read_input_frames(
+        path, num_frames, height, width, pad=pad, end_frame=end_frame, on_progress=on_progress
+    )
+    return np.stack([resize_center_crop(frame, height, width) for frame in raw]), info
+
+
+def read_input_frames(
+    path: Path,
+    num_frames: int,
+    height: int,
+    width: int,
+    *,
+    pad: bool = False,
+    end_frame: int | None = None,
+    on_progress: ProgressFn | None = None,
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Decode the frames of a clip or an image that become the model's input, before any resize.
+
+    Returns the source-size uint8 ``(H, W, 3)`` frames and a description (``height x width`` is the size
+    they will be resized and cropped to).
 
     Videos give ``num_frames`` consecutive frames ending at the clip's last frame (or at ``end_frame``,
     0-based, inclusive). A window shorter than ``num_frames`` is a :class:`BadInput` unless ``pad``, which
@@ -429,7 +453,6 @@ def load_model_input(
         )
 
     geometry = cover_crop_geometry(raw[0].shape[0], raw[0].shape[1], height, width)
-    frames = np.stack([resize_center_crop(frame, height, width) for frame in raw])
     info.update(
         frame_indices=indices,
         padded_frames=padded,
@@ -437,7 +460,7 @@ def load_model_input(
         width=width,
         resize=geometry.as_dict(),
     )
-    return frames, info
+    return raw, info
 
 
 def check_mp4_size(path: Path, height: int, width: int) -> None:

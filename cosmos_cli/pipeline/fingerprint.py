@@ -17,6 +17,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from cosmos_cli.io.model_input import MODEL_INPUT
+
 RECORD_KEY = "request"
 """Where the fingerprint lives in ``generation.json``."""
 
@@ -74,6 +76,7 @@ def request_fingerprint(
         "pad": config.pad,
         "num_frames": sample.num_frames,
         "quantization": config.quantization,
+        "model_input": MODEL_INPUT,  # the float input of io/model_input.py, not the older rounded uint8 one
     }
 
 

@@ -91,13 +91,23 @@ def frames_sha256(frames: np.ndarray) -> str:
 
 
 # ---- what feeds the next chunk ---------------------------------------------------------------------
-def context_from_pixels(stage, frames: np.ndarray) -> torch.Tensor:
-    """The default route: the last 9 output frames, padded to 33 by repeating the last one (as any input
-    is), re-encoded with the DV tokenizer -> the next chunk's token grid; its first 2 latent frames are
-    the context."""
-    from cosmos_cli.pipeline.pipeline import _to_model_video
+def context_input(frames: np.ndarray) -> torch.Tensor:
+    """The next chunk's input: the last 9 output frames (uint8, the model's size), prepared as any input
+    is (``io/model_input.py``: float ``x/255*2-1``, no resize since the size matches), as float32
+    ``(9, 3, H, W)`` for the pipeline's tokenize stage."""
+    from cosmos_cli.io.model_input import model_frames
 
-    return stage.encode(_to_model_video(frames[-CONTEXT_FRAMES:], CHUNK_FRAMES)).cpu()
+    last = list(frames[-CONTEXT_FRAMES:])
+    return model_frames(last, last[0].shape[0], last[0].shape[1])
+
+
+def context_from_pixels(stage, frames: np.ndarray) -> torch.Tensor:
+    """The default route: :func:`context_input` padded to 33 by repeating the last frame (as any input is),
+    re-encoded with the DV tokenizer -> the next chunk's token grid; its first 2 latent frames are the
+    context."""
+    from cosmos_cli.io.model_input import pad_video
+
+    return stage.encode(pad_video(context_input(frames), CHUNK_FRAMES)).cpu()
 
 
 def context_from_latents(tokens: torch.Tensor, context_latents: int = 2) -> torch.Tensor:
@@ -156,6 +166,7 @@ class LongVideos:
             from dataclasses import asdict
 
             from cosmos_cli import __version__
+            from cosmos_cli.io.model_input import MODEL_INPUT
 
             p, cfg = self.pipeline, self.pipeline.config
             self._fingerprints[sample.name] = {
@@ -175,6 +186,7 @@ class LongVideos:
                 "device": p.device.type,
                 "dtype": str(p.dtype),
                 "cosmos_cli": __version__,
+                "model_input": MODEL_INPUT,
             }
         return self._fingerprints[sample.name]
 
@@ -223,7 +235,7 @@ class LongVideos:
             )
             self.on_event(sample.name, "chunk", index + 1, total)
             copies.append(replace(sample, seed=chunk_seed(sample.seed, index), num_input_frames=CONTEXT_FRAMES))
-            inputs[sample.name] = frames[sample.name][-CONTEXT_FRAMES:]
+            inputs[sample.name] = context_input(frames[sample.name])
             scratch[sample.name] = SampleResult(sample.name)
         tokens = p._stage_tokenize(copies, inputs, scratch, self.on_event)
         copies = [c for c in copies if c.name in tokens]

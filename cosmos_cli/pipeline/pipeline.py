@@ -25,7 +25,8 @@ from cosmos_cli.console import info, progress
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.errors import BadInput, CosmosError, GuardrailBlocked, describe
 from cosmos_cli.io.atomic import atomic_path
-from cosmos_cli.io.video import input_kind, load_model_input, write_mp4
+from cosmos_cli.io.model_input import load_model_video, pad_video
+from cosmos_cli.io.video import input_kind, write_mp4
 from cosmos_cli.pipeline.fingerprint import (
     RECORD_KEY,
     difference,
@@ -277,7 +278,7 @@ class VideoPipeline:
 
         long = LongVideos(self, output_dir, results, on_event, restart=restart)
         live: list[Sample] = []
-        inputs: dict[str, np.ndarray] = {}
+        inputs: dict[str, torch.Tensor] = {}
         for sample in chunk:
             with _recorded(results[sample.name]):
                 inputs[sample.name] = self._read_input(sample)
@@ -333,11 +334,11 @@ class VideoPipeline:
                 "pass --overwrite to replace it, or choose another --output-dir",
             )
 
-    def _read_input(self, sample: Sample) -> np.ndarray:
+    def _read_input(self, sample: Sample) -> torch.Tensor:
         self._requests[sample.name] = self._request(sample)  # before an image forces one context frame
         if sample.num_input_frames not in SUPPORTED_CONTEXT_FRAMES:
             raise BadInput(f"num_input_frames must be 1 or 9, got {sample.num_input_frames}", "use 1 or 9")
-        frames, info = load_model_input(
+        frames, info = load_model_video(  # float, as NVIDIA: never rounded before the tokenizer
             sample.visual_input, sample.num_input_frames, self.args.video_height, self.args.video_width,
             pad=self.config.pad,
         )  # fmt: skip
@@ -621,12 +622,9 @@ def _context_latents(num_input_frames: int) -> int:
     return sum(1 for n in SUPPORTED_CONTEXT_FRAMES if n <= num_input_frames)
 
 
-def _to_model_video(frames: np.ndarray, total_frames: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> (1, 3, total, H, W) in [-1, 1], padded by repeating the last frame."""
-    if len(frames) < total_frames:
-        frames = np.concatenate([frames, np.repeat(frames[-1:], total_frames - len(frames), axis=0)])
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float()
-    return video / 255.0 * 2.0 - 1.0
+def _to_model_video(frames: torch.Tensor, total_frames: int) -> torch.Tensor:
+    """float (N, 3, H, W) in [-1, 1] -> (1, 3, total, H, W), padded by repeating the last frame."""
+    return pad_video(frames, total_frames)
 
 
 def _to_uint8(video: torch.Tensor) -> np.ndarray:
