@@ -120,6 +120,9 @@ def command(
     text_encoder_dtype: TextEncoderDtypeOpt = None,
     device: DeviceOpt = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the written mp4.")] = 25.0,
+    crf: Annotated[
+        int, typer.Option("--crf", help="H.264 quality of the mp4: 0 (lossless) to 51; 23 is NVIDIA's.")
+    ] = 23,
     pad: Annotated[bool, typer.Option("--pad", help="Repeat the last frame of clips shorter than 9 frames.")] = False,
     decoding: Annotated[
         str, typer.Option("--decoding", help="sequential | scd (speculative coupled decoding, same distribution).")
@@ -175,7 +178,7 @@ def command(
         quantization=quantization,
     )
     defaults = validate(SampleRequest(prompt=prompt or "", visual_input=input, seed=seed,
-                                      num_input_frames=num_input_frames, num_frames=num_frames,
+                                      num_input_frames=num_input_frames, num_frames=num_frames, crf=crf,
                                       name=video_save_name))  # fmt: skip
     request = validate(
         GenerateRequest(
@@ -232,7 +235,8 @@ def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str
             raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
         return [defaults]
     line_defaults = SampleRequest(
-        seed=defaults.seed, num_input_frames=defaults.num_input_frames, num_frames=defaults.num_frames
+        seed=defaults.seed, num_input_frames=defaults.num_input_frames, num_frames=defaults.num_frames,
+        crf=defaults.crf,
     )
     return read_jsonl(batch_input, line_defaults)
 

@@ -449,17 +449,27 @@ def check_mp4_size(path: Path, height: int, width: int) -> None:
         )
 
 
-def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: float = 5) -> None:
+DEFAULT_CRF = 23
+"""libx264's own default, i.e. what NVIDIA's ``imageio.mimsave(path, frames, fps=25)`` writes: imageio's
+legacy ffmpeg writer passes ``quality=None`` to imageio-ffmpeg, which then adds no ``-crf`` at all."""
+CRF_RANGE = (0, 51)
+"""libx264's constant rate factor for 8-bit video: 0 is lossless, 51 the worst; +6 roughly halves the size."""
+
+
+def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, crf: int = DEFAULT_CRF) -> None:
     """Encode uint8 ``(T, H, W, 3)`` frames to ``path`` as H.264 (libx264, yuv420p); not atomic by itself.
 
-    ``quality`` is imageio's 1-10 scale (5, its default, is what the reference's ``imageio.mimsave`` uses;
-    9 is visually lossless and still plays everywhere). No macro-block padding: the size is kept exactly.
+    ``crf`` is passed to libx264 as is (``quality=None`` keeps imageio-ffmpeg from adding its own ``-crf``,
+    which maps its 1-10 ``quality`` scale to CRF 25 at its default 5). No macro-block padding: the size is
+    kept exactly.
     """
     import imageio_ffmpeg
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"encode_mp4 needs uint8 (T, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+    if isinstance(crf, bool) or not isinstance(crf, int) or not CRF_RANGE[0] <= crf <= CRF_RANGE[1]:
+        raise ValueError(f"crf must be an integer in {CRF_RANGE[0]}..{CRF_RANGE[1]}, got {crf!r}")
     height, width = frames.shape[1:3]
     check_mp4_size(Path(path), height, width)
     writer = imageio_ffmpeg.write_frames(
@@ -469,10 +479,11 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: floa
         codec="libx264",
         pix_fmt_in="rgb24",
         pix_fmt_out="yuv420p",
-        quality=quality,
+        quality=None,
         macro_block_size=1,
         ffmpeg_log_level="error",
-        output_params=["-f", "mp4"],  # the container from the caller's intent, not the (temp) file name
+        # the container from the caller's intent, not the (temp) file name
+        output_params=["-crf", str(crf), "-f", "mp4"],
     )
     writer.send(None)
     try:
@@ -482,7 +493,9 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: floa
         writer.close()
 
 
-def write_mp4(frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, quality: float = 5) -> Path:
+def write_mp4(
+    frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, crf: int = DEFAULT_CRF
+) -> Path:
     """Write uint8 ``(T, H, W, 3)`` frames as an H.264 mp4, atomically (see :func:`encode_mp4`).
 
     The mp4 is renamed to ``path`` only once it decodes back to ``T`` frames: imageio-ffmpeg does not report
@@ -496,7 +509,7 @@ def write_mp4(frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool =
         check_mp4_size(path, frames.shape[1], frames.shape[2])
     with atomic_path(path, overwrite) as temp:
         try:
-            encode_mp4(frames, temp, fps, quality=quality)
+            encode_mp4(frames, temp, fps, crf=crf)
             written = _frames_in(temp)
         except Exception as err:
             if nearly_full(temp.parent):

@@ -73,6 +73,7 @@ def request_fingerprint(
         "fps": config.fps,
         "pad": config.pad,
         "num_frames": sample.num_frames,
+        "crf": sample.crf,
         "quantization": config.quantization,
     }
 

@@ -527,7 +527,7 @@ class VideoPipeline:
         path = sample.video_path(output_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         sample.result_path(output_dir).unlink(missing_ok=True)
-        write_mp4(frames, path, fps=self.config.fps, overwrite=True)
+        write_mp4(frames, path, fps=self.config.fps, overwrite=True, crf=sample.crf)
         result.status = "succeeded"
         result.video_path = str(path)
         try:

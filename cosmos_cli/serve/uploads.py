@@ -205,7 +205,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:g} MiB"
 
 
-FORM_SAMPLE_FIELDS = ("prompt", "seed", "top_p", "temperature", "num_input_frames", "num_frames")
+FORM_SAMPLE_FIELDS = ("prompt", "seed", "top_p", "temperature", "num_input_frames", "num_frames", "crf")
 """The per-sample fields of :class:`~cosmos_cli.request.SampleRequest` a form may set."""
 FORM_FIELDS = (*FORM_SAMPLE_FIELDS, "disable_diffusion_decoder")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -237,6 +237,7 @@ def job_params(form: ReceivedForm, prompt_required: bool) -> JobParams:
         temperature=sample.temperature,
         num_input_frames=sample.num_input_frames,
         num_frames=sample.num_frames,
+        crf=sample.crf,
         disable_diffusion_decoder=flag in _TRUE,
         filename=form.filename,
     )
