@@ -234,10 +234,8 @@ def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str
         if prompt is None and needs_prompt(config.checkpoint_dir, config.ar_model_dir):
             raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
         return [defaults]
-    line_defaults = SampleRequest(
-        seed=defaults.seed, num_input_frames=defaults.num_input_frames, num_frames=defaults.num_frames,
-        crf=defaults.crf,
-    )
+    line_defaults = SampleRequest(seed=defaults.seed, num_input_frames=defaults.num_input_frames,
+                                  num_frames=defaults.num_frames, crf=defaults.crf)  # fmt: skip
     return read_jsonl(batch_input, line_defaults)
 
 

@@ -169,8 +169,13 @@ _UPLOAD_SCHEMA = {
                             "maximum": MAX_NUM_FRAMES,
                             "description": "33 + 24k: longer videos by chunks (docs/long-videos.md).",
                         },
-                        "crf": {"type": "integer", "default": 23, "minimum": 0, "maximum": 51,
-                                "description": "H.264 quality of the mp4 (libx264 CRF; 23 is NVIDIA's)."},
+                        "crf": {
+                            "type": "integer",
+                            "default": 23,
+                            "minimum": 0,
+                            "maximum": 51,
+                            "description": "H.264 quality of the mp4 (libx264 CRF; 23 is NVIDIA's).",
+                        },
                         "disable_diffusion_decoder": {"type": "boolean", "default": False},
                     },
                 }
