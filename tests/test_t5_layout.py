@@ -96,7 +96,8 @@ def test_generate_and_doctor_read_nvidias_checkout(tiny_checkpoints, nvidia_chec
     videos = []
     for name, root in (("plain", tiny_checkpoints), ("hub", nvidia_checkout)):
         argv = ["generate", "--checkpoint-dir", str(root), "--ar-model-dir", TINY_AR_DIR, "--input", str(clip),
-                "--prompt", PROMPT, "--seed", "2", "--disable-diffusion-decoder", "--output-dir", str(tmp_path / name)]  # fmt: skip
+                "--prompt", PROMPT, "--seed", "2", "--disable-diffusion-decoder",
+                "--output-dir", str(tmp_path / name)]  # fmt: skip
         assert main(argv) == 0
         videos.append((tmp_path / name / "input" / "input.mp4").read_bytes())
     assert videos[0] == videos[1]

@@ -36,9 +36,7 @@ class Finding:
     required: bool = False
 
 
-def collect(
-    checkpoint_dir: Path, ar_model_dir: str = DEFAULT_AR_MODEL_DIR, guardrail: str = "full"
-) -> list[Finding]:
+def collect(checkpoint_dir: Path, ar_model_dir: str = DEFAULT_AR_MODEL_DIR, guardrail: str = "full") -> list[Finding]:
     """Return the rows; no printing, so tests and other verbs can reuse it."""
     rows = [Finding("python", platform.python_version(), True)]
     rows += _runtime()
