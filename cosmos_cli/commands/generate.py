@@ -240,7 +240,8 @@ def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str
 
 
 def _check_parallel(request) -> None:
-    """Process counts and ``--tp`` checked in the launching process, before any worker starts."""
+    """Process counts and ``--tp`` checked in the launching process, before any worker starts. The model's
+    own TP sizes come first, so that every hint names a value that the next check accepts too."""
     import warnings
 
     launch = request.launch
@@ -248,20 +249,25 @@ def _check_parallel(request) -> None:
     tp = launch.tp
     if tp is None:
         return
-    if tp > 1 and world == 1:
-        raise BadInput(f"--tp {tp} needs {tp} or more processes", f"add --gpus {tp} (or launch under torchrun)")
-    if world % tp:
-        options = ", ".join(str(t) for t in range(1, world + 1) if world % t == 0)
-        raise BadInput(f"--tp {tp} does not divide the {world} processes", f"use --tp {options}")
     from cosmos_cli.checkpoints import CheckpointLayout
     from cosmos_cli.stages.ar_model import resolve_model_args
 
     with warnings.catch_warnings():  # megatron-core: "Transformer Engine and Apex are not installed"
         warnings.simplefilter("ignore")
-        from cosmos_cli.parallel.tp import check_tp
+        from cosmos_cli.parallel.tp import valid_tp_sizes
 
     config = request.pipeline
-    check_tp(resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir), tp)
+    args = resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir)
+    valid = valid_tp_sizes(args)
+    fitting = ", ".join(str(t) for t in valid if world % t == 0)  # 1 always fits
+    if tp not in valid:  # --tp 3 on an 8-head model
+        hint = f"use --tp {fitting} with {world} processes" if world > 1 else (
+            f"use --tp {', '.join(map(str, valid))} with --gpus set to the same number")  # fmt: skip
+        raise BadInput(f"--tp {tp} cannot split {args.name} ({args.n_kv_heads} KV heads)", hint)
+    if tp > 1 and world == 1:
+        raise BadInput(f"--tp {tp} needs {tp} or more processes", f"add --gpus {tp} (or launch under torchrun)")
+    if world % tp:
+        raise BadInput(f"--tp {tp} does not divide the {world} processes", f"use --tp {fitting}")
 
 
 TORCHRUN_CMD_ENV = settings.ENV_TORCHRUN_COMMAND

@@ -357,13 +357,15 @@ def resize_center_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray
     return np.asarray(image.crop(box), dtype=np.uint8)
 
 
-def _frames_short_error(path: Path, have: int, need: int, end_frame: int | None) -> BadInput:
+SHORT_CLIP_HINT = (
+    "use a longer clip or a later --end-frame/--end-time, pass --num-frames 1, or pass --pad to repeat the last frame"
+)
+"""The fix for a clip shorter than the window, in ``extract-frames``' flags (callers pass their own)."""
+
+
+def _frames_short_error(path: Path, have: int, need: int, end_frame: int | None, hint: str) -> BadInput:
     where = f"up to frame {end_frame}" if end_frame is not None else "in total"
-    return BadInput(
-        f"{path} has {have} frame{'s' if have != 1 else ''} {where}, fewer than the {need} needed",
-        "use a longer clip or a later --end-frame/--end-time, pass --num-frames 1, "
-        "or pass --pad to repeat the last frame",
-    )
+    return BadInput(f"{path} has {have} frame{'s' if have != 1 else ''} {where}, fewer than the {need} needed", hint)
 
 
 def load_model_input(
@@ -375,12 +377,14 @@ def load_model_input(
     pad: bool = False,
     end_frame: int | None = None,
     on_progress: ProgressFn | None = None,
+    short_hint: str = SHORT_CLIP_HINT,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Read a clip or an image as the model's input: uint8 ``(N, height, width, 3)`` and a description.
 
     Videos give ``num_frames`` consecutive frames ending at the clip's last frame (or at ``end_frame``,
     0-based, inclusive). A window shorter than ``num_frames`` is a :class:`BadInput` unless ``pad``, which
-    repeats the last frame as the reference does when it pads to 33. Images give exactly one frame
+    repeats the last frame as the reference does when it pads to 33 (``short_hint``: the fix to name, in the
+    calling command's own flags). Images give exactly one frame
     (``info["kind"] == "image"``). Every unusable input raises :class:`BadInput` naming the file and the fix.
 
     ``info`` holds the source (path, kind, size, fps), the chosen source frame indices (padding repeats the
@@ -416,7 +420,7 @@ def load_model_input(
         padded = 0
         if len(raw) < num_frames:
             if not pad:
-                raise _frames_short_error(path, len(raw), num_frames, end_frame)
+                raise _frames_short_error(path, len(raw), num_frames, end_frame, short_hint)
             padded = num_frames - len(raw)
             raw = raw + [raw[-1]] * padded
             indices = indices + [indices[-1]] * padded

@@ -186,7 +186,7 @@ def check_visual_input(path: Path, shown_as: str, num_frames: int, height: int, 
     a bad file raises :class:`ApiError` 422 with the CLI's one-line message, naming the client's file
     instead of the server's path."""
     try:
-        load_model_input(path, num_frames, height, width)
+        load_model_input(path, num_frames, height, width, short_hint="send a longer clip or num_input_frames=1")
     except BadInput as err:
         raise ApiError(422, "invalid_input", err.one_line().replace(str(path), shown_as)) from err
 
