@@ -170,6 +170,12 @@ class GenerateRequest:
     overwrite: bool = False
     launch: LaunchRequest = field(default_factory=LaunchRequest)
 
+    @property
+    def writes_summary(self) -> bool:
+        """A batch, or a video made of several chunks (``--num-frames`` past 33): both resume after an
+        interruption, so both leave a ``summary.json`` saying what is done."""
+        return self.batch_input is not None or any(s.num_frames > 33 for s in self.samples)
+
     def to_samples(self) -> list[Sample]:
         return [to_sample(s, i) for i, s in enumerate(self.samples)]
 

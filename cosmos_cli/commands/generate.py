@@ -352,7 +352,7 @@ def _run(request, ctx) -> None:
         results = [r for part in gather_objects(results, ctx) for r in part]
         order = {s.name: i for i, s in enumerate(all_samples)}
         results.sort(key=lambda r: order.get(r.name, 0))
-    if request.batch_input is not None and (ctx is None or ctx.dims.is_main):
+    if request.writes_summary and (ctx is None or ctx.dims.is_main):
         _write_summary(request.output_dir, results)
     _report(results, len(all_samples), ctx, stdout, warn)
 
