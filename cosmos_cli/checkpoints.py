@@ -2,6 +2,11 @@
 
 Kept identical to the reference repository so that users can point ``--checkpoint-dir`` at an existing
 NVIDIA checkout, and so that ``download`` writes exactly what ``generate`` reads.
+
+T5 has two layouts. ``download`` writes ``google-t5/t5-11b/`` (NVIDIA's download script does too); NVIDIA's
+inference code loads ``from_pretrained("google-t5/t5-11b", cache_dir=checkpoints)``, which leaves the
+Hugging Face cache layout ``models--google-t5--t5-11b/snapshots/<commit>/`` (files linked to ``blobs/``,
+``refs/main`` naming the commit). :func:`resolve_t5_dir` is the one place that picks between them.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cosmos_cli.errors import ModelNotDownloaded
+from cosmos_cli.errors import BadInput, ModelNotDownloaded
 
 AR_MODEL_DIRS = {
     "4b": "Cosmos-1.0-Autoregressive-4B",
@@ -26,6 +31,48 @@ GUARDRAIL_DIR = "Cosmos-1.0-Guardrail"
 
 ARCH_FILE = "cosmos_arch.json"
 """Optional architecture override written next to a non-preset ``model.pt`` (the tiny checkpoints)."""
+
+
+def hub_cache_dir(root: Path, repo_id: str) -> Path:
+    """Where ``from_pretrained(repo_id, cache_dir=root)`` keeps a repository: ``root/models--<org>--<name>``."""
+    return Path(root) / ("models--" + repo_id.replace("/", "--"))
+
+
+def resolve_t5_dir(root: Path) -> Path:
+    """The folder holding T5's ``config.json``, weights and tokenizer under the checkpoint ``root``.
+
+    ``google-t5/t5-11b/`` when it has a ``config.json`` (what ``download`` writes); else, when present, the
+    snapshot of NVIDIA's Hugging Face cache (:func:`hub_snapshot`); else ``google-t5/t5-11b/``, so that a
+    missing T5 is reported at the path ``download`` fills.
+    """
+    plain = Path(root) / T5_DIR
+    cache = hub_cache_dir(root, T5_DIR)
+    if (plain / "config.json").exists() or not cache.is_dir():
+        return plain
+    return hub_snapshot(cache)
+
+
+def hub_snapshot(cache: Path) -> Path:
+    """The snapshot ``from_pretrained`` would read in a Hugging Face cache folder: the commit that
+    ``refs/main`` names; without that file, the only snapshot there is. Several snapshots and no ref is
+    ambiguous: one line naming them (never a silent pick of possibly stale weights)."""
+    snapshots = cache / "snapshots"
+    ref = cache / "refs" / "main"
+    hint = f"run: cosmos-cli download --checkpoint-dir {cache.parent}"
+    if ref.is_file():
+        commit = ref.read_text().strip()
+        if not (snapshots / commit).is_dir():
+            raise ModelNotDownloaded(f"{ref} names snapshot {commit}, but {snapshots / commit} is missing", hint)
+        return snapshots / commit
+    found = sorted(p.name for p in snapshots.iterdir() if p.is_dir()) if snapshots.is_dir() else []
+    if len(found) == 1:
+        return snapshots / found[0]
+    if not found:
+        raise ModelNotDownloaded(f"{cache} holds no snapshot ({snapshots} is empty or missing)", hint)
+    raise BadInput(
+        f"{cache} holds {len(found)} snapshots ({', '.join(found)}) and no refs/main to choose one",
+        f"write the commit to use into {ref}, or delete the snapshots you do not want",
+    )
 
 
 @dataclass(frozen=True)
@@ -61,7 +108,8 @@ class CheckpointLayout:
 
     @property
     def t5_dir(self) -> Path:
-        return self.root / T5_DIR
+        """Either T5 layout (:func:`resolve_t5_dir`)."""
+        return resolve_t5_dir(self.root)
 
     @property
     def dd_dir(self) -> Path:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmos_cli.errors import BadInput
+from cosmos_cli.io.video import CRF_RANGE, DEFAULT_CRF
 
 if typing.TYPE_CHECKING:
     from cosmos_cli.pipeline.pipeline import PipelineConfig
@@ -71,6 +72,7 @@ RULES: dict[str, Rule | CheckedBy] = {
     "batch_size": Rule(lambda v: v >= 1, "must be 1 or more", "use 1 or more"),
     "num_input_frames": Rule(lambda v: v in (1, 9), "must be 1 or 9", "use 9 (the default) or 1"),
     "num_frames": CheckedBy(lambda v, name: _check_num_frames(v, name)),
+    "crf": Rule(lambda v: CRF_RANGE[0] <= v <= CRF_RANGE[1], "must be in 0..51", "23 is NVIDIA's; lower is better"),
     "scd_window": Rule(lambda v: v >= 1, "must be at least 1", "e.g. 32"),
     "gpu_memory_budget": Rule(_finite(lambda v: v > 0), "must be positive", "give GiB, e.g. 24"),
     "gpus": Rule(lambda v: v >= 1, "must be at least 1", "use --gpus 1 for one GPU"),
@@ -131,6 +133,8 @@ class SampleRequest:
     num_input_frames: int = 9
     num_frames: int = 33
     """Frames of the output: 33, or 33 + 24k by continuing chunk after chunk (``pipeline/long_video.py``)."""
+    crf: int = DEFAULT_CRF
+    """libx264 quality of the written mp4 (``io/video.py``): 23 is NVIDIA's (libx264's default)."""
     name: str | None = field(default=None, metadata={"line": False})
     """The output's name (``--video-save-name``; JSONL lines are named from their number and input)."""
 
@@ -165,6 +169,12 @@ class GenerateRequest:
     gpu_memory_budget: float | None = None
     overwrite: bool = False
     launch: LaunchRequest = field(default_factory=LaunchRequest)
+
+    @property
+    def writes_summary(self) -> bool:
+        """A batch, or a video made of several chunks (``--num-frames`` past 33): both resume after an
+        interruption, so both leave a ``summary.json`` saying what is done."""
+        return self.batch_input is not None or any(s.num_frames > 33 for s in self.samples)
 
     def to_samples(self) -> list[Sample]:
         return [to_sample(s, i) for i, s in enumerate(self.samples)]

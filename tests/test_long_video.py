@@ -104,6 +104,12 @@ def test_81_frames_start_with_the_33_frame_run(tiny_checkpoints, tmp_path, capsy
                 "--num-frames", str(n), "--seed", "3"]  # fmt: skip
         assert generate(tiny_checkpoints, *argv) == 0
         runs[name] = (record(tmp_path / name), read_mp4(tmp_path / name / f"{name}.mp4"))
+        # one --input of several chunks resumes like a batch, so it leaves a summary like one (33: no chunks)
+        assert (tmp_path / "summary.json").exists() == (n > 33)
+    summary = json.loads((tmp_path / "summary.json").read_text())["samples"]
+    assert [(s["name"], s["status"], s["video_path"]) for s in summary] == [
+        ("long", "succeeded", str(tmp_path / "long" / "long.mp4"))
+    ]
     err = capsys.readouterr().err
     assert "chunk 1/3" in err and "chunk 2/3" in err and "chunk 3/3" in err
     (short, short_video), (long, long_video) = runs["short"], runs["long"]

@@ -220,6 +220,17 @@ def test_num_frames_gives_a_longer_video(client, tmp_path):
     assert read_mp4(tmp_path / "long.mp4").shape[0] == 57
 
 
+def test_crf_field_sets_the_mp4_quality(client, tmp_path):
+    bad = submit(client, shared_path("data", "clips", "input.jpg"), crf=60)
+    assert bad.status_code == 422 and "crf must be in 0..51, got 60" in bad.json()["error"]["message"]
+    response = submit(client, shared_path("data", "clips", "input.jpg"), crf=18)
+    assert response.status_code == 202, response.text
+    job = wait(client, response.json()["id"])
+    assert job["status"] == "succeeded" and job["params"]["crf"] == 18
+    video = client.get(f"/v1/generations/{job['id']}/video").content
+    assert b" crf=18.0 " in video  # libx264's settings string, written into the stream
+
+
 def test_five_concurrent_submissions_each_get_their_own_video(client, server, tmp_path):
     clips = shared_path("data", "clips")
     inputs = [(clips / f"batch_inputs_{i}.mp4", {"seed": i}) for i in range(4)]

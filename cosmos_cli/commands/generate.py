@@ -120,6 +120,9 @@ def command(
     text_encoder_dtype: TextEncoderDtypeOpt = None,
     device: DeviceOpt = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the written mp4.")] = 25.0,
+    crf: Annotated[
+        int, typer.Option("--crf", help="H.264 quality of the mp4: 0 (lossless) to 51; 23 is NVIDIA's.")
+    ] = 23,
     pad: Annotated[bool, typer.Option("--pad", help="Repeat the last frame of clips shorter than 9 frames.")] = False,
     decoding: Annotated[
         str, typer.Option("--decoding", help="sequential | scd (speculative coupled decoding, same distribution).")
@@ -175,7 +178,7 @@ def command(
         quantization=quantization,
     )
     defaults = validate(SampleRequest(prompt=prompt or "", visual_input=input, seed=seed,
-                                      num_input_frames=num_input_frames, num_frames=num_frames,
+                                      num_input_frames=num_input_frames, num_frames=num_frames, crf=crf,
                                       name=video_save_name))  # fmt: skip
     request = validate(
         GenerateRequest(
@@ -231,14 +234,14 @@ def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str
         if prompt is None and needs_prompt(config.checkpoint_dir, config.ar_model_dir):
             raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
         return [defaults]
-    line_defaults = SampleRequest(
-        seed=defaults.seed, num_input_frames=defaults.num_input_frames, num_frames=defaults.num_frames
-    )
+    line_defaults = SampleRequest(seed=defaults.seed, num_input_frames=defaults.num_input_frames,
+                                  num_frames=defaults.num_frames, crf=defaults.crf)  # fmt: skip
     return read_jsonl(batch_input, line_defaults)
 
 
 def _check_parallel(request) -> None:
-    """Process counts and ``--tp`` checked in the launching process, before any worker starts."""
+    """Process counts and ``--tp`` checked in the launching process, before any worker starts. The model's
+    own TP sizes come first, so that every hint names a value that the next check accepts too."""
     import warnings
 
     launch = request.launch
@@ -246,20 +249,25 @@ def _check_parallel(request) -> None:
     tp = launch.tp
     if tp is None:
         return
-    if tp > 1 and world == 1:
-        raise BadInput(f"--tp {tp} needs {tp} or more processes", f"add --gpus {tp} (or launch under torchrun)")
-    if world % tp:
-        options = ", ".join(str(t) for t in range(1, world + 1) if world % t == 0)
-        raise BadInput(f"--tp {tp} does not divide the {world} processes", f"use --tp {options}")
     from cosmos_cli.checkpoints import CheckpointLayout
     from cosmos_cli.stages.ar_model import resolve_model_args
 
     with warnings.catch_warnings():  # megatron-core: "Transformer Engine and Apex are not installed"
         warnings.simplefilter("ignore")
-        from cosmos_cli.parallel.tp import check_tp
+        from cosmos_cli.parallel.tp import valid_tp_sizes
 
     config = request.pipeline
-    check_tp(resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir), tp)
+    args = resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir)
+    valid = valid_tp_sizes(args)
+    fitting = ", ".join(str(t) for t in valid if world % t == 0)  # 1 always fits
+    if tp not in valid:  # --tp 3 on an 8-head model
+        hint = f"use --tp {fitting} with {world} processes" if world > 1 else (
+            f"use --tp {', '.join(map(str, valid))} with --gpus set to the same number")  # fmt: skip
+        raise BadInput(f"--tp {tp} cannot split {args.name} ({args.n_kv_heads} KV heads)", hint)
+    if tp > 1 and world == 1:
+        raise BadInput(f"--tp {tp} needs {tp} or more processes", f"add --gpus {tp} (or launch under torchrun)")
+    if world % tp:
+        raise BadInput(f"--tp {tp} does not divide the {world} processes", f"use --tp {fitting}")
 
 
 TORCHRUN_CMD_ENV = settings.ENV_TORCHRUN_COMMAND
@@ -344,7 +352,7 @@ def _run(request, ctx) -> None:
         results = [r for part in gather_objects(results, ctx) for r in part]
         order = {s.name: i for i, s in enumerate(all_samples)}
         results.sort(key=lambda r: order.get(r.name, 0))
-    if request.batch_input is not None and (ctx is None or ctx.dims.is_main):
+    if request.writes_summary and (ctx is None or ctx.dims.is_main):
         _write_summary(request.output_dir, results)
     _report(results, len(all_samples), ctx, stdout, warn)
 

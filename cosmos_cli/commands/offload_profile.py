@@ -169,7 +169,20 @@ def _plan_report(sizes, shape, budget: float, host: float | None) -> dict:
         "recommended": None
         if best is None
         else {"policy": best.estimate.policy, "flags": _flags(best.estimate.policy)},
+        "no_fit": None if best is not None else _why_nothing_fits(sizes, budget, host),
     }
+
+
+def _why_nothing_fits(sizes, budget: float, host: float | None) -> str:
+    """The chooser's one line: whether GPU memory or host RAM is short, by how much, and the fix."""
+    from cosmos_cli.errors import NotEnoughMemory
+    from cosmos_cli.offload import plan as planning
+
+    try:
+        planning.choose_placements(sizes, budget, host_bytes_free=host)
+    except NotEnoughMemory as err:
+        return err.one_line()
+    return "no placement fits"
 
 
 def _flags(policy: dict) -> str:

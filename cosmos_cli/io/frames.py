@@ -28,8 +28,8 @@ from cosmos_cli.io.video import (
     probe_video,
 )
 
-MP4_QUALITY = 9
-"""imageio scale (crf 5): visually lossless, still baseline-playable; these are 1-9 frames, size is moot."""
+MP4_CRF = 5
+"""libx264 CRF 5: visually lossless, still baseline-playable; these are 1-9 frames, size is moot."""
 
 IMAGE_FPS = 25.0
 """Frame rate written for an mp4 made from a still image (the reference writes its videos at 25)."""
@@ -185,7 +185,7 @@ def run_extract(plan: ExtractPlan, on_progress: ProgressFn | None = None) -> Ext
         )
         fps = info["source_fps"] or IMAGE_FPS
         if plan.fmt == "mp4":
-            encode_mp4(frames, out_temp, fps, quality=MP4_QUALITY)
+            encode_mp4(frames, out_temp, fps, crf=MP4_CRF)
         elif plan.fmt == "npy":
             with open(out_temp, "wb") as handle:  # a handle, so np.save never appends its own suffix
                 np.save(handle, frames)

@@ -357,13 +357,15 @@ def resize_center_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray
     return np.asarray(image.crop(box), dtype=np.uint8)
 
 
-def _frames_short_error(path: Path, have: int, need: int, end_frame: int | None) -> BadInput:
+SHORT_CLIP_HINT = (
+    "use a longer clip or a later --end-frame/--end-time, pass --num-frames 1, or pass --pad to repeat the last frame"
+)
+"""The fix for a clip shorter than the window, in ``extract-frames``' flags (callers pass their own)."""
+
+
+def _frames_short_error(path: Path, have: int, need: int, end_frame: int | None, hint: str) -> BadInput:
     where = f"up to frame {end_frame}" if end_frame is not None else "in total"
-    return BadInput(
-        f"{path} has {have} frame{'s' if have != 1 else ''} {where}, fewer than the {need} needed",
-        "use a longer clip or a later --end-frame/--end-time, pass --num-frames 1, "
-        "or pass --pad to repeat the last frame",
-    )
+    return BadInput(f"{path} has {have} frame{'s' if have != 1 else ''} {where}, fewer than the {need} needed", hint)
 
 
 def load_model_input(
@@ -375,6 +377,7 @@ def load_model_input(
     pad: bool = False,
     end_frame: int | None = None,
     on_progress: ProgressFn | None = None,
+    short_hint: str = SHORT_CLIP_HINT,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The model's input frames as uint8 ``(N, height, width, 3)`` (PIL bilinear), and their description.
 
@@ -404,7 +407,8 @@ def read_input_frames(
 
     Videos give ``num_frames`` consecutive frames ending at the clip's last frame (or at ``end_frame``,
     0-based, inclusive). A window shorter than ``num_frames`` is a :class:`BadInput` unless ``pad``, which
-    repeats the last frame as the reference does when it pads to 33. Images give exactly one frame
+    repeats the last frame as the reference does when it pads to 33 (``short_hint``: the fix to name, in the
+    calling command's own flags). Images give exactly one frame
     (``info["kind"] == "image"``). Every unusable input raises :class:`BadInput` naming the file and the fix.
 
     ``info`` holds the source (path, kind, size, fps), the chosen source frame indices (padding repeats the
@@ -440,7 +444,7 @@ def read_input_frames(
         padded = 0
         if len(raw) < num_frames:
             if not pad:
-                raise _frames_short_error(path, len(raw), num_frames, end_frame)
+                raise _frames_short_error(path, len(raw), num_frames, end_frame, short_hint)
             padded = num_frames - len(raw)
             raw = raw + [raw[-1]] * padded
             indices = indices + [indices[-1]] * padded
@@ -472,17 +476,27 @@ def check_mp4_size(path: Path, height: int, width: int) -> None:
         )
 
 
-def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: float = 5) -> None:
+DEFAULT_CRF = 23
+"""libx264's own default, i.e. what NVIDIA's ``imageio.mimsave(path, frames, fps=25)`` writes: imageio's
+legacy ffmpeg writer passes ``quality=None`` to imageio-ffmpeg, which then adds no ``-crf`` at all."""
+CRF_RANGE = (0, 51)
+"""libx264's constant rate factor for 8-bit video: 0 is lossless, 51 the worst; +6 roughly halves the size."""
+
+
+def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, crf: int = DEFAULT_CRF) -> None:
     """Encode uint8 ``(T, H, W, 3)`` frames to ``path`` as H.264 (libx264, yuv420p); not atomic by itself.
 
-    ``quality`` is imageio's 1-10 scale (5, its default, is what the reference's ``imageio.mimsave`` uses;
-    9 is visually lossless and still plays everywhere). No macro-block padding: the size is kept exactly.
+    ``crf`` is passed to libx264 as is (``quality=None`` keeps imageio-ffmpeg from adding its own ``-crf``,
+    which maps its 1-10 ``quality`` scale to CRF 25 at its default 5). No macro-block padding: the size is
+    kept exactly.
     """
     import imageio_ffmpeg
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"encode_mp4 needs uint8 (T, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+    if isinstance(crf, bool) or not isinstance(crf, int) or not CRF_RANGE[0] <= crf <= CRF_RANGE[1]:
+        raise ValueError(f"crf must be an integer in {CRF_RANGE[0]}..{CRF_RANGE[1]}, got {crf!r}")
     height, width = frames.shape[1:3]
     check_mp4_size(Path(path), height, width)
     writer = imageio_ffmpeg.write_frames(
@@ -492,10 +506,11 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: floa
         codec="libx264",
         pix_fmt_in="rgb24",
         pix_fmt_out="yuv420p",
-        quality=quality,
+        quality=None,
         macro_block_size=1,
         ffmpeg_log_level="error",
-        output_params=["-f", "mp4"],  # the container from the caller's intent, not the (temp) file name
+        # the container from the caller's intent, not the (temp) file name
+        output_params=["-crf", str(crf), "-f", "mp4"],
     )
     writer.send(None)
     try:
@@ -505,7 +520,9 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: floa
         writer.close()
 
 
-def write_mp4(frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, quality: float = 5) -> Path:
+def write_mp4(
+    frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, crf: int = DEFAULT_CRF
+) -> Path:
     """Write uint8 ``(T, H, W, 3)`` frames as an H.264 mp4, atomically (see :func:`encode_mp4`).
 
     The mp4 is renamed to ``path`` only once it decodes back to ``T`` frames: imageio-ffmpeg does not report
@@ -519,7 +536,7 @@ def write_mp4(frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool =
         check_mp4_size(path, frames.shape[1], frames.shape[2])
     with atomic_path(path, overwrite) as temp:
         try:
-            encode_mp4(frames, temp, fps, quality=quality)
+            encode_mp4(frames, temp, fps, crf=crf)
             written = _frames_in(temp)
         except Exception as err:
             if nearly_full(temp.parent):

@@ -587,15 +587,27 @@ def choose_placements(
     whole = ("gpu", "cpu", "disk")
     options = [(fixed[s.name],) if s.name in fixed else (*whole, "stream") if s.streamed else whole for s in sizes]
     best: tuple | None = None
+    least_host: float | None = None  # the least host memory of the placements that fit the GPU
     for combo in itertools.product(*options):
         policy = dict(zip(names, combo, strict=True))
         est = estimate(sizes, policy)
-        if not est.fits(gpu_bytes) or est.host > HOST_HEADROOM * host_free:
+        if not est.fits(gpu_bytes):
+            continue
+        least_host = est.host if least_host is None else min(least_host, est.host)
+        if est.host > HOST_HEADROOM * host_free:
             continue
         # At equal cost (a stage streamed in one pass moves what ``cpu`` moves) the whole-stage copy is kept.
         key = (round(est.seconds, 6), sum(w != "gpu" for w in combo), combo.count("stream"), est.peak)
         if best is None or key < best[0]:
             best = (key, est)
+    if best is None and least_host is not None:  # the GPU is not what is short: host RAM is
+        raise NotEnoughMemory(
+            f"no placement fits host memory: those that fit {gpu_bytes / GIB:.1f} GiB of GPU memory keep "
+            f"{least_host / GIB:.1f} GiB of offloaded weights in host RAM, and {host_free / GIB:.1f} GiB is free "
+            f"({HOST_HEADROOM:.0%} of it usable)",
+            "free or add host RAM, use a GPU with more memory so that fewer stages are offloaded, "
+            "or shrink the pipeline: --guardrail blocklist, --disable-diffusion-decoder",
+        )
     if best is None:
         smallest = estimate(sizes, {s.name: "stream" if s.streamed else "disk" for s in sizes} | fixed)
         raise NotEnoughMemory(

@@ -98,7 +98,7 @@ def plan_view(report: dict) -> View:
     view.notes.append(f"stage weights + work (GiB): {stages}")
     rec = report["recommended"]
     view.notes.append(
-        "no placement fits this GPU memory"
+        report.get("no_fit") or "no placement fits"
         if rec is None
         else f"fastest placement that fits: cosmos-cli generate {rec['flags']}"
     )

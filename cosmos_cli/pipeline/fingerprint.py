@@ -75,6 +75,7 @@ def request_fingerprint(
         "fps": config.fps,
         "pad": config.pad,
         "num_frames": sample.num_frames,
+        "crf": sample.crf,
         "quantization": config.quantization,
         "model_input": MODEL_INPUT,  # the float input of io/model_input.py, not the older rounded uint8 one
     }

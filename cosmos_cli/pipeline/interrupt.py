@@ -201,7 +201,7 @@ def sample_folders(samples: list, output_dir: Path) -> list[Path]:
 
 
 def report(stop: Interrupted, results: list, output_dir: Path, write_summary: Callable | None) -> None:
-    """Write ``summary.json`` (when ``write_summary`` is given: batches) and print the one line."""
+    """Write ``summary.json`` (when ``write_summary`` is given: batches, long videos) and print the one line."""
     from cosmos_cli.console import console
 
     done = sum(r.status in ("succeeded", "skipped") for r in results)
@@ -236,7 +236,7 @@ def interruptible(request, ctx, write_summary: Callable) -> Iterator[None]:
             if ctx is None or ctx.dims.is_main:
                 mine = stop.results if ctx is None else None  # under plain torchrun: rank 0 reads the folders
                 results = settle(samples, output_dir, stop, mine, since=since, overwrite=request.overwrite)
-                report(stop, results, output_dir, write_summary if request.batch_input is not None else None)
+                report(stop, results, output_dir, write_summary if request.writes_summary else None)
             raise SystemExit(stop.exit_code) from None
 
 
@@ -279,7 +279,7 @@ def launcher_interruptible(request, write_summary: Callable) -> Iterator[None]:
         samples, output_dir = request.to_samples(), Path(request.output_dir)
         remove_partials(sample_folders(samples, output_dir))  # a worker killed after the agent's timeout
         results = settle(samples, output_dir, stop, None, since=since, overwrite=request.overwrite)
-        report(stop, results, output_dir, write_summary if request.batch_input is not None else None)
+        report(stop, results, output_dir, write_summary if request.writes_summary else None)
         raise SystemExit(stop.exit_code) from None
     finally:
         for sig, old in previous.items():

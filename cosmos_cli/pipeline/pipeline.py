@@ -41,6 +41,8 @@ from cosmos_cli.quant.linear import check_quantization
 from cosmos_cli.stages.ar_model import ARModelStage
 
 SUPPORTED_CONTEXT_FRAMES = (1, 9)
+SHORT_INPUT_HINT = "use a longer clip, pass --num-input-frames 1, or pass --pad to repeat the last frame"
+"""A clip shorter than its context frames: the fix in ``generate``'s flags (JSONL: ``num_input_frames``)."""
 EventFn = Callable[[str, str, int, int], None]
 """``on_event(sample_name, stage, done, total)``: progress for callers such as the HTTP server."""
 
@@ -340,7 +342,7 @@ class VideoPipeline:
             raise BadInput(f"num_input_frames must be 1 or 9, got {sample.num_input_frames}", "use 1 or 9")
         frames, info = load_model_video(  # float, as NVIDIA: never rounded before the tokenizer
             sample.visual_input, sample.num_input_frames, self.args.video_height, self.args.video_width,
-            pad=self.config.pad,
+            pad=self.config.pad, short_hint=SHORT_INPUT_HINT,
         )  # fmt: skip
         if info.get("kind") == "image":
             sample.num_input_frames = 1
@@ -528,7 +530,7 @@ class VideoPipeline:
         path = sample.video_path(output_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         sample.result_path(output_dir).unlink(missing_ok=True)
-        write_mp4(frames, path, fps=self.config.fps, overwrite=True)
+        write_mp4(frames, path, fps=self.config.fps, overwrite=True, crf=sample.crf)
         result.status = "succeeded"
         result.video_path = str(path)
         try:

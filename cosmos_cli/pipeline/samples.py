@@ -1,7 +1,7 @@
 """What to generate: single inputs or JSONL batches, with output names that never collide.
 
 A JSONL line is ``{"prompt": ..., "visual_input": ...}`` (NVIDIA's format; relative paths resolve against
-the file's folder); ``seed``, ``top_p``, ``temperature``, ``num_input_frames`` and ``num_frames`` may
+the file's folder); ``seed``, ``top_p``, ``temperature``, ``num_input_frames``, ``num_frames`` and ``crf`` may
 override the command's values per line. Each sample writes ``<output_dir>/<name>/<name>.mp4`` plus
 ``<name>/generation.json``; a re-run skips a sample whose JSON says it succeeded for the same request
 (``pipeline/fingerprint.py``).
@@ -15,6 +15,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+
+from cosmos_cli.io.video import DEFAULT_CRF
 
 RESULT_FILE = "generation.json"
 
@@ -30,6 +32,8 @@ class Sample:
     num_input_frames: int = 9
     num_frames: int = 33
     """Frames of the output video: 33 + 24k (:mod:`cosmos_cli.pipeline.long_video`)."""
+    crf: int = DEFAULT_CRF
+    """libx264 CRF of the written mp4 (23: NVIDIA's, libx264's default)."""
 
     def folder(self, output_dir: Path) -> Path:
         return output_dir / self.name

@@ -75,6 +75,7 @@ class GenerationParams(BaseModel):
     temperature: float | None
     num_input_frames: int
     num_frames: int = 33
+    crf: int = 23
     disable_diffusion_decoder: bool
     filename: str
 
@@ -167,6 +168,13 @@ _UPLOAD_SCHEMA = {
                             "minimum": 33,
                             "maximum": MAX_NUM_FRAMES,
                             "description": "33 + 24k: longer videos by chunks (docs/long-videos.md).",
+                        },
+                        "crf": {
+                            "type": "integer",
+                            "default": 23,
+                            "minimum": 0,
+                            "maximum": 51,
+                            "description": "H.264 quality of the mp4 (libx264 CRF; 23 is NVIDIA's).",
                         },
                         "disable_diffusion_decoder": {"type": "boolean", "default": False},
                     },

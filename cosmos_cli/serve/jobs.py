@@ -72,6 +72,7 @@ class JobParams:
     temperature: float | None = None
     num_input_frames: int = 9
     num_frames: int = 33
+    crf: int = 23
     disable_diffusion_decoder: bool = False
     filename: str = ""
 

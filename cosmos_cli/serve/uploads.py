@@ -186,7 +186,7 @@ def check_visual_input(path: Path, shown_as: str, num_frames: int, height: int, 
     a bad file raises :class:`ApiError` 422 with the CLI's one-line message, naming the client's file
     instead of the server's path."""
     try:
-        load_model_input(path, num_frames, height, width)
+        load_model_input(path, num_frames, height, width, short_hint="send a longer clip or num_input_frames=1")
     except BadInput as err:
         raise ApiError(422, "invalid_input", err.one_line().replace(str(path), shown_as)) from err
 
@@ -205,7 +205,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:g} MiB"
 
 
-FORM_SAMPLE_FIELDS = ("prompt", "seed", "top_p", "temperature", "num_input_frames", "num_frames")
+FORM_SAMPLE_FIELDS = ("prompt", "seed", "top_p", "temperature", "num_input_frames", "num_frames", "crf")
 """The per-sample fields of :class:`~cosmos_cli.request.SampleRequest` a form may set."""
 FORM_FIELDS = (*FORM_SAMPLE_FIELDS, "disable_diffusion_decoder")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -237,6 +237,7 @@ def job_params(form: ReceivedForm, prompt_required: bool) -> JobParams:
         temperature=sample.temperature,
         num_input_frames=sample.num_input_frames,
         num_frames=sample.num_frames,
+        crf=sample.crf,
         disable_diffusion_decoder=flag in _TRUE,
         filename=form.filename,
     )

@@ -174,6 +174,7 @@ def _sample(job: Job, root: Path) -> Sample:
         temperature=params.temperature,
         num_input_frames=params.num_input_frames,
         num_frames=params.num_frames,
+        crf=params.crf,
     )
 
 
