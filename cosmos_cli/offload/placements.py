@@ -28,7 +28,7 @@ from cosmos_cli.console import warn
 from cosmos_cli.errors import BadInput
 from cosmos_cli.memory import available_host_bytes, free_device_memory
 from cosmos_cli.offload.streaming import BlockStream, detached, stage_blocks
-from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.stages.base import Stage
 
 PLACEMENTS = ("gpu", "cpu", "disk", "stream")
 STAGE_NAMES = (

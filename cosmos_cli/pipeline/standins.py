@@ -88,19 +88,17 @@ class StandInTextEncoder(TextEncoderStage):
         super().__init__(Path("t5-standin"), dtype=dtype)
         self.config = config
 
-    def load(self, device: torch.device) -> None:
-        if self.loaded:
-            self.to(device)
-            return
+    def require_files(self) -> None:
+        """Built, not read."""
+
+    def _load(self, device: torch.device) -> None:
         from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
         from cosmos_cli.tiny.t5 import build_tiny_t5_tokenizer
 
-        device = torch.device(device)
         self._model = build_on(device, self.dtype, lambda: T5EncoderModel(T5Config(**self.config)))
         # Prompts are padded to 512 tokens, so the work does not depend on the vocabulary.
         self._tokenizer = T5TokenizerFast(tokenizer_object=build_tiny_t5_tokenizer())
-        self.device = device
 
 
 class _StandInAegis:
@@ -126,7 +124,7 @@ class StandInTextGuardrail(TextGuardrailStage):
         super().__init__(guardrail_dir, mode)
         self.sizes = sizes
 
-    def load(self, device: torch.device) -> None:
+    def _load(self, device: torch.device) -> None:
         if self._blocklist is None:
             from cosmos_cli.guardrail.blocklist import Blocklist
 
@@ -135,7 +133,7 @@ class StandInTextGuardrail(TextGuardrailStage):
             from transformers import LlamaConfig, LlamaForCausalLM
 
             config = LlamaConfig(**self.sizes.llama, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
-            model = build_on(torch.device(device), torch.bfloat16, lambda: LlamaForCausalLM(config))
+            model = build_on(device, torch.bfloat16, lambda: LlamaForCausalLM(config))
             self._aegis = _StandInAegis(model, self.sizes.guard_prompt_tokens)
 
 
@@ -144,7 +142,7 @@ class StandInVideoGuardrail(VideoGuardrailStage):
         super().__init__(guardrail_dir, mode)
         self.sizes = sizes
 
-    def load(self, device: torch.device) -> None:
+    def _load(self, device: torch.device) -> None:
         if not self.active or self._content is not None:
             return
         from transformers import SiglipVisionConfig, SiglipVisionModel
@@ -153,7 +151,6 @@ class StandInVideoGuardrail(VideoGuardrailStage):
         from cosmos_cli.guardrail.retinaface import RetinaFace
         from cosmos_cli.guardrail.video_filter import VideoContentFilter, VideoSafetyModel, _image_processor_class
 
-        device = torch.device(device)
         config = SiglipVisionConfig(**self.sizes.siglip)
         encoder = build_on(device, torch.float32, lambda: SiglipVisionModel(config))
         classifier = build_on(device, torch.float32, lambda: VideoSafetyModel(config.hidden_size))
@@ -184,11 +181,10 @@ class StandInDiffusionDecoder(DiffusionDecoderStage):
     def architecture(self):
         return self.config
 
-    def load(self, device: torch.device) -> None:
-        device = torch.device(device)
-        if self.loaded:
-            self.to(device)
-            return
+    def require_files(self) -> None:
+        """Built, not read (the tiny CV8x8x8 decoder is written next to the stand-ins)."""
+
+    def _load(self, device: torch.device) -> None:
         from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
         from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, init_random_
 
@@ -200,7 +196,6 @@ class StandInDiffusionDecoder(DiffusionDecoderStage):
         self._prepare(net)
         self._cv = CVDecoder.load(self.layout.cv_dir, device, self.dtype, self.settings.sigma_data)
         self._net = net
-        self.device = device
 
 
 # ---- the pipeline ------------------------------------------------------------------------------
