@@ -344,14 +344,14 @@ def test_tiny_t5_and_diffusion_decoder_stream_exactly(tiny_checkpoints):
 def test_standin_pipeline_streams_every_stage_that_can(tiny_checkpoints, tmp_path):
     from cosmos_cli.offload import profile as prof
     from cosmos_cli.offload.plan import STREAM_STRATEGIES
-    from cosmos_cli.pipeline.pipeline import PipelineConfig
+    from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
     from cosmos_cli.pipeline.samples import Sample
-    from cosmos_cli.pipeline.standins import StandInPipeline
+    from cosmos_cli.stages.standins import StandInStages
 
     policy = STREAM_STRATEGIES[0].policy()
     config = PipelineConfig(checkpoint_dir=tiny_checkpoints, ar_model_dir=TINY_AR_DIR, device="cpu",
                             load_format="dummy", placements=dict(policy))  # fmt: skip
-    pipeline = StandInPipeline(config, tmp_path / "standins")
+    pipeline = VideoPipeline(config, stages=StandInStages(tmp_path / "standins"))
     pipeline.diffusion_decoder.settings = pipeline.diffusion_decoder.settings.__class__(num_steps=1)
     pipeline.placements.offload = True
     for stage in pipeline.stages():

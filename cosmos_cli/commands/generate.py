@@ -290,8 +290,8 @@ def _run(request, ctx) -> None:
     from cosmos_cli.console import info, stdout, warn
     from cosmos_cli.parallel.data import shard_samples
     from cosmos_cli.parallel.link import link_for
+    from cosmos_cli.pipeline.build import open_pipeline
     from cosmos_cli.pipeline.pipeline import auto_batch_size
-    from cosmos_cli.pipeline.standins import open_pipeline
     from cosmos_cli.quant.sizes import ar_weight_bytes
 
     config = request.pipeline
