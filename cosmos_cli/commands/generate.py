@@ -378,9 +378,10 @@ def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], a
     from cosmos_cli.offload.plan import GIB, describe, fit_budget
 
     chosen = fit_budget(pipeline, budget_gib, fixed=fixed, adjust_batch=adjust_batch)
+    pipeline.apply_placement(chosen.policy, batch_size=chosen.batch_size)
     info(
         f"placement for {budget_gib:g} GiB: {describe(chosen.policy) or 'every stage on the GPU'} "
-        f"(estimated peak {chosen.peak / GIB:.1f} GiB, batch {pipeline.config.batch_size})"
+        f"(estimated peak {chosen.estimate.peak / GIB:.1f} GiB, batch {chosen.batch_size})"
     )
 
 

@@ -679,21 +679,27 @@ def pipeline_shape(pipeline, batch_size: int) -> PipelineShape:
     )
 
 
-def fit_budget(pipeline, budget_gib: float, *, fixed: dict[str, str], adjust_batch: bool) -> Estimate:
-    """Choose and apply the fastest placement that fits ``budget_gib`` (``fixed``: the user's explicit
-    placements stay). With ``adjust_batch`` the batch shrinks until one fits (its KV cache is the part that
-    grows with it). Raises :class:`NotEnoughMemory` when nothing fits at batch 1."""
+@dataclass(frozen=True)
+class BudgetFit:
+    """What :func:`fit_budget` chose; the command applies it (``VideoPipeline.apply_placement``)."""
+
+    policy: dict[str, str]
+    """Every planned stage's placement (the user's fixed ones included)."""
+    batch_size: int
+    estimate: Estimate
+
+
+def fit_budget(pipeline, budget_gib: float, *, fixed: dict[str, str], adjust_batch: bool) -> BudgetFit:
+    """The fastest placement that fits ``budget_gib`` for a built pipeline, which is only read (``fixed``: the
+    user's explicit placements stay). With ``adjust_batch`` the batch shrinks until one fits (its KV cache is
+    the part that grows with it). Raises :class:`NotEnoughMemory` when nothing fits at batch 1."""
     batch = max(pipeline.config.batch_size, 1)
     while True:
         sizes = stage_sizes(pipeline_shape(pipeline, batch))
         try:
             best = choose_placements(sizes, budget_gib * GIB, fixed=fixed)
-            break
+            return BudgetFit(dict(best.policy), batch, best)
         except NotEnoughMemory:
             if not adjust_batch or batch == 1:
                 raise
             batch = max(batch // 2, 1)
-    pipeline.config.batch_size = batch
-    pipeline.config.placements = dict(best.policy)
-    pipeline.placements.policy.update(best.policy)
-    return best

@@ -151,6 +151,14 @@ class VideoPipeline:
             if s is not None
         ]  # fmt: skip
 
+    def apply_placement(self, policy: dict[str, str], *, batch_size: int | None = None) -> None:
+        """Run with ``policy`` (stage -> placement; e.g. ``offload.plan.fit_budget``'s choice) and, when given,
+        ``batch_size`` from now on; both are recorded in each ``generation.json``'s config."""
+        self.config.placements = dict(policy)
+        self.placements.policy.update(policy)
+        if batch_size is not None:
+            self.config.batch_size = batch_size
+
     def load_all(self, on_stage: Callable[[str], None] | None = None) -> None:
         """Bring every ``gpu``-placed stage in now (a server does this once at start-up, logging each
         stage's name through ``on_stage`` before it loads)."""
