@@ -273,3 +273,23 @@ def test_fit_budget_only_reads_the_pipeline_and_applying_its_choice_sets_placeme
     with pytest.raises(NotEnoughMemory):  # nothing fits at batch 1 either: still nothing changed
         plan.fit_budget(pipeline, 0.5, fixed=fixed, adjust_batch=True)
     assert config.batch_size == 4 and config.placements == fit.policy
+
+
+def test_recipe_placements_and_plan_follow_the_one_declared_stage_order(tiny_checkpoints):
+    from cosmos_cli.offload import placements
+    from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
+    from cosmos_cli.stages.base import STAGE_NAMES
+
+    assert placements.STAGE_NAMES is STAGE_NAMES and plan.STAGE_NAMES is STAGE_NAMES  # derived, not re-declared
+    assert tuple(plan.STAGE_SIZERS) == STAGE_NAMES
+    assert tuple(placements.Placements("cpu").policy) == STAGE_NAMES
+    config = PipelineConfig(checkpoint_dir=tiny_checkpoints, ar_model_dir=TINY_AR_DIR, device="cpu", compile=False)
+    pipeline = VideoPipeline(config)
+    names = tuple(s.name for s in pipeline.stages())
+    assert names == STAGE_NAMES  # the tiny tree has every stage
+    assert tuple(s.name for s in plan.stage_sizes(plan.pipeline_shape(pipeline, 1))) == names
+    config.diffusion_decoder = False
+    without_dd = VideoPipeline(config)
+    expected = tuple(n for n in STAGE_NAMES if n != "diffusion_decoder")
+    assert tuple(s.name for s in without_dd.stages()) == expected
+    assert tuple(s.name for s in plan.stage_sizes(plan.pipeline_shape(without_dd, 1))) == expected

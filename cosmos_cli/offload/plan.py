@@ -348,16 +348,20 @@ def _work_retinaface(args) -> int:
     return GUARD_FRAMES * (64 * (h // 2) * (w // 2) + 3 * 256 * (h // 4) * (w // 4)) * 4
 
 
+STAGE_SIZERS: dict[str, Callable[[PipelineShape], StageSize | None]] = {
+    "text_guardrail": lambda shape: text_guardrail_size(shape) if shape.t5_config is not None else None,
+    "text_encoder": lambda shape: text_encoder_size(shape) if shape.t5_config is not None else None,
+    "video_tokenizer": tokenizer_size,
+    "ar_model": ar_size,
+    "diffusion_decoder": lambda shape: diffusion_decoder_size(shape) if shape.dd_config is not None else None,
+    "video_guardrail": video_guardrail_size,
+}
+"""Each stage's size, or None where the shape has no such stage (no prompt, no diffusion decoder)."""
+
+
 def stage_sizes(shape: PipelineShape) -> list[StageSize]:
-    """The pipeline's stages in running order, each with its weights and work bytes."""
-    sizes = [
-        text_guardrail_size(shape) if shape.t5_config is not None else None,
-        text_encoder_size(shape) if shape.t5_config is not None else None,
-        tokenizer_size(shape),
-        ar_size(shape),
-        diffusion_decoder_size(shape) if shape.dd_config is not None else None,
-        video_guardrail_size(shape),
-    ]
+    """The pipeline's stages in running order (``STAGE_NAMES``), each with its weights and work bytes."""
+    sizes = (STAGE_SIZERS[name](shape) for name in STAGE_NAMES)
     return [s for s in sizes if s is not None]
 
 

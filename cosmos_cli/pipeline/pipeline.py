@@ -37,6 +37,7 @@ from cosmos_cli.pipeline.interrupt import Interrupted
 from cosmos_cli.pipeline.preload import PreloadingPlacements, start_preload
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.quant.linear import check_quantization
+from cosmos_cli.stages.base import STAGE_NAMES, Stage
 from cosmos_cli.stages.factory import StageContext, StageFactory
 
 SUPPORTED_CONTEXT_FRAMES = (1, 9)
@@ -143,13 +144,12 @@ class VideoPipeline:
             prompt = self.text_encoder is not None
             self.text_guardrail, self.video_guardrail = self.factory.guardrails(ctx, prompt=prompt)
 
-    def stages(self) -> list:
-        return [
-            s
-            for s in (self.text_guardrail, self.text_encoder, self.tokenizer, self.ar, self.diffusion_decoder,
-                      self.video_guardrail)
-            if s is not None
-        ]  # fmt: skip
+    def stages(self) -> list[Stage]:
+        """The stages this run has, in running order (:data:`~cosmos_cli.stages.base.STAGE_NAMES`)."""
+        held = (self.text_guardrail, self.text_encoder, self.tokenizer, self.ar, self.diffusion_decoder,
+                self.video_guardrail)  # fmt: skip
+        by_name = {s.name: s for s in held if s is not None}
+        return [by_name[name] for name in STAGE_NAMES if name in by_name]
 
     def apply_placement(self, policy: dict[str, str], *, batch_size: int | None = None) -> None:
         """Run with ``policy`` (stage -> placement; e.g. ``offload.plan.fit_budget``'s choice) and, when given,

@@ -16,6 +16,18 @@ import abc
 
 import torch
 
+STAGE_NAMES = (
+    "text_guardrail",
+    "text_encoder",
+    "video_tokenizer",
+    "ar_model",
+    "diffusion_decoder",
+    "video_guardrail",
+)
+"""The pipeline's stages in the order they run (``shared/spec/cosmos-ar.md`` section 3.2), declared once: the
+recipe's :meth:`~cosmos_cli.pipeline.pipeline.VideoPipeline.stages`, the placements' defaults and the plan's
+:func:`~cosmos_cli.offload.plan.stage_sizes` all follow it."""
+
 
 class Stage(abc.ABC):
     """One pipeline step (text guardrail, T5, video tokenizer, AR model, diffusion decoder, ...)."""
