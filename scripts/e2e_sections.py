@@ -1,8 +1,9 @@
 """The measurements of ``scripts/bench_e2e.py``: one pipeline in one process, section by section.
 
 Kept apart from the command-line script so that each section reads as one method; the pipeline is the
-shipped :class:`StandInPipeline` (the real stage classes with random weights at the real shapes), with
-hooks that only *record* (stage inputs and outputs, mp4 write time), so the code measured is the code run.
+shipped one on the stand-in stages (:class:`StandInStages`: the real stage classes with random weights at
+the real shapes), with hooks that only *record* (stage inputs and outputs, mp4 write time), so the code
+measured is the code run.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import torch
 
 from cosmos_cli.checkpoints import CheckpointLayout
 from cosmos_cli.io.readahead import drop_from_page_cache, read_ahead
-from cosmos_cli.pipeline.pipeline import PipelineConfig, SampleResult, _to_uint8
+from cosmos_cli.pipeline.pipeline import PipelineConfig, SampleResult, VideoPipeline, _to_uint8
 from cosmos_cli.pipeline.samples import Sample
-from cosmos_cli.pipeline.standins import StandInPipeline
+from cosmos_cli.stages.factory import StageContext, StageFactory
+from cosmos_cli.stages.standins import StandInStages
 
 AR_5B = "Cosmos-1.0-Autoregressive-5B-Video2World"
 PROMPT = "A robotic arm picks up a red cube from a cluttered table and places it into a blue bin, steady camera."
@@ -41,24 +43,36 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-class BenchPipeline(StandInPipeline):
-    """The stand-in pipeline, recording stage inputs/outputs for the fp8 and batch sections and timing the
-    mp4 write; with ``files`` the AR model and the diffusion decoder are the real stages reading files."""
+class BenchStages(StandInStages):
+    """The stand-ins; with ``files`` the AR model and the diffusion decoder are the real stages reading files
+    (the pipeline's ``checkpoint_dir`` is then ``files``)."""
+
+    def __init__(self, standin_dir: Path, files: Path | None = None):
+        super().__init__(standin_dir)
+        self.real = files is not None
+
+    def ar_model(self, config, layout, **kwargs):
+        if self.real:
+            return StageFactory.ar_model(self, config, layout, **kwargs)
+        return super().ar_model(config, layout, **kwargs)
+
+    def diffusion_decoder(self, ctx: StageContext):
+        if not self.real or ctx.config.diffusion_decoder is False:
+            return super().diffusion_decoder(ctx)
+        from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
+
+        return DiffusionDecoderStage(ctx.layout, dtype=ctx.dtype, compile=ctx.dd_compile,
+                                     quantization=ctx.config.quantization)  # fmt: skip
+
+
+class BenchPipeline(VideoPipeline):
+    """The pipeline on :class:`BenchStages`, recording stage inputs/outputs for the fp8 and batch sections and
+    timing the mp4 write."""
 
     def __init__(self, config: PipelineConfig, standin_dir: Path, files: Path | None = None):
         self.files = files
         self.captured: dict[str, dict] = {"contexts": {}, "tokens": {}, "generated": {}, "videos": {}}
-        super().__init__(config, standin_dir)
-        if files is not None:
-            from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
-
-            self.ar.load_format = "auto"
-            self.ar.require_files()
-            if self.diffusion_decoder is not None:
-                self.diffusion_decoder = DiffusionDecoderStage(
-                    CheckpointLayout(files, config.ar_model_dir), dtype=self.dtype,
-                    compile=self.diffusion_decoder.compile, quantization=config.quantization,
-                )  # fmt: skip
+        super().__init__(config, stages=BenchStages(standin_dir, files))
 
     def _stage_text_encoder(self, live, results, on_event):
         out = super()._stage_text_encoder(live, results, on_event)
@@ -121,7 +135,8 @@ class E2EBench:
         else:
             ar_dir, root = AR_5B, self.files or self.workdir / "ck"
             (root / ar_dir).mkdir(parents=True, exist_ok=True)
-        self.config = PipelineConfig(checkpoint_dir=root, ar_model_dir=ar_dir, device=str(device), guardrail="full")
+        self.config = PipelineConfig(checkpoint_dir=root, ar_model_dir=ar_dir, device=str(device), guardrail="full",
+                                     load_format="auto" if self.files else "dummy")  # fmt: skip
         self._pipeline: BenchPipeline | None = None
         self.recorder = LatentRecorder()
         self.videos = 0

@@ -17,8 +17,8 @@ from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.errors import BadInput
 from cosmos_cli.offload import placements as offload
 from cosmos_cli.offload.placements import Placements, host_bytes
-from cosmos_cli.pipeline.stage import Stage
 from cosmos_cli.stages.ar_model import ARModelStage
+from cosmos_cli.stages.base import Stage
 from cosmos_cli.stages.video_tokenizer import VideoTokenizerStage
 from tests.conftest import TINY_AR_DIR
 
@@ -28,24 +28,21 @@ CPU = torch.device("cpu")
 class ToyStage(Stage):
     """Two small layers and a buffer; counts loads and the devices it was moved to."""
 
+    loaded_attrs = ("model",)
+
     def __init__(self, name: str = "text_encoder"):
         self.name = name
         self.model: nn.Module | None = None
         self.loads = 0
         self.moved_to: list[str] = []
 
-    def load(self, device: torch.device) -> None:
+    def _load(self, device: torch.device) -> None:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 4))
         model.register_buffer("offset", torch.arange(4.0))
         self.model = model.to(device)
         self.loads += 1
 
-    def modules(self) -> list[nn.Module]:
-        return [] if self.model is None else [self.model]
-
-    def _drop(self) -> None:
-        self.model = None
 
     def to(self, device: torch.device) -> None:
         super().to(device)

@@ -246,3 +246,50 @@ def test_plan_without_gpu_needs_a_budget_and_measuring_needs_a_gpu(tmp_path, cap
     assert "--gpu-memory" in capsys.readouterr().err
     assert main(["offload-profile", "--checkpoint-dir", str(tmp_path)]) == 2
     assert "no CUDA GPU here" in capsys.readouterr().err
+
+
+def test_fit_budget_only_reads_the_pipeline_and_applying_its_choice_sets_placements_and_batch(tiny_checkpoints):
+    """``fit_budget`` returns a placement and changes nothing; ``apply_placement`` (what ``generate
+    --gpu-memory-budget`` calls) then gives the pipeline exactly what ``fit_budget`` used to set itself."""
+    from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
+
+    config = PipelineConfig(checkpoint_dir=tiny_checkpoints, ar_model_dir=TINY_AR_DIR, device="cpu", compile=False,
+                            batch_size=8, placements={"ar_model": "gpu"})  # fmt: skip
+    pipeline = VideoPipeline(config)
+    before = (dataclasses.asdict(config), dict(pipeline.placements.policy), pipeline.stages())
+    fixed = {"ar_model": "gpu"}
+    # 0.88 GiB: the tiny pipeline's KV cache at batch 8 does not fit beside the resident AR model; at 4 it does.
+    fit = plan.fit_budget(pipeline, 0.88, fixed=fixed, adjust_batch=True)
+    assert (dataclasses.asdict(config), dict(pipeline.placements.policy), pipeline.stages()) == before
+    assert not any(stage.loaded for stage in pipeline.stages())
+    assert fit.batch_size == 4 and fit.policy["ar_model"] == "gpu" and fit.policy["video_guardrail"] == "cpu"
+    expected = choose_placements(plan.stage_sizes(plan.pipeline_shape(pipeline, 4)), 0.88 * GIB, fixed=fixed)
+    assert fit.estimate == expected and fit.policy == expected.policy
+
+    pipeline.apply_placement(fit.policy, batch_size=fit.batch_size)
+    assert config.batch_size == 4 and config.placements == fit.policy
+    assert pipeline.placements.policy == before[1] | fit.policy
+    assert [s.name for s in pipeline.stages()] == [s.name for s in before[2]]  # the same stages, placed anew
+    with pytest.raises(NotEnoughMemory):  # nothing fits at batch 1 either: still nothing changed
+        plan.fit_budget(pipeline, 0.5, fixed=fixed, adjust_batch=True)
+    assert config.batch_size == 4 and config.placements == fit.policy
+
+
+def test_recipe_placements_and_plan_follow_the_one_declared_stage_order(tiny_checkpoints):
+    from cosmos_cli.offload import placements
+    from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
+    from cosmos_cli.stages.base import STAGE_NAMES
+
+    assert placements.STAGE_NAMES is STAGE_NAMES and plan.STAGE_NAMES is STAGE_NAMES  # derived, not re-declared
+    assert tuple(plan.STAGE_SIZERS) == STAGE_NAMES
+    assert tuple(placements.Placements("cpu").policy) == STAGE_NAMES
+    config = PipelineConfig(checkpoint_dir=tiny_checkpoints, ar_model_dir=TINY_AR_DIR, device="cpu", compile=False)
+    pipeline = VideoPipeline(config)
+    names = tuple(s.name for s in pipeline.stages())
+    assert names == STAGE_NAMES  # the tiny tree has every stage
+    assert tuple(s.name for s in plan.stage_sizes(plan.pipeline_shape(pipeline, 1))) == names
+    config.diffusion_decoder = False
+    without_dd = VideoPipeline(config)
+    expected = tuple(n for n in STAGE_NAMES if n != "diffusion_decoder")
+    assert tuple(s.name for s in without_dd.stages()) == expected
+    assert tuple(s.name for s in plan.stage_sizes(plan.pipeline_shape(without_dd, 1))) == expected

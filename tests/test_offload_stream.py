@@ -25,7 +25,7 @@ from cosmos_cli.errors import BadInput
 from cosmos_cli.offload import placements as offload
 from cosmos_cli.offload.placements import Placements
 from cosmos_cli.offload.streaming import block_list, find_blocks, stage_blocks
-from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.stages.base import Stage
 from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
 from cosmos_cli.stages.text_encoder import TextEncoderStage
 from tests.conftest import TINY_AR_DIR, shared_path
@@ -65,22 +65,19 @@ class Net(nn.Module):
 
 
 class ToyStage(Stage):
+    loaded_attrs = ("net",)
+
     def __init__(self, name: str = "diffusion_decoder"):
         self.name = name
         self.net: Net | None = None
         self.log: list = []
         self.loaded_on: list[str] = []
 
-    def load(self, device: torch.device) -> None:
+    def _load(self, device: torch.device) -> None:
         torch.manual_seed(0)
         self.net = Net(self.log).to(device)
         self.loaded_on.append(str(device))
 
-    def modules(self) -> list[nn.Module]:
-        return [] if self.net is None else [self.net]
-
-    def _drop(self) -> None:
-        self.net = None
 
 
 def host_ptrs(stage: Stage) -> dict[str, int]:
@@ -251,7 +248,7 @@ def test_stream_on_cuda_matches_resident_within_a_two_block_window():
     cuda = torch.device("cuda")
 
     class Wide(ToyStage):
-        def load(self, device: torch.device) -> None:
+        def _load(self, device: torch.device) -> None:
             torch.manual_seed(0)
             net = Net(self.log)
             net.embed, net.head = nn.Linear(8, 1024), nn.Linear(1024, 4)
@@ -347,14 +344,14 @@ def test_tiny_t5_and_diffusion_decoder_stream_exactly(tiny_checkpoints):
 def test_standin_pipeline_streams_every_stage_that_can(tiny_checkpoints, tmp_path):
     from cosmos_cli.offload import profile as prof
     from cosmos_cli.offload.plan import STREAM_STRATEGIES
-    from cosmos_cli.pipeline.pipeline import PipelineConfig
+    from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
     from cosmos_cli.pipeline.samples import Sample
-    from cosmos_cli.pipeline.standins import StandInPipeline
+    from cosmos_cli.stages.standins import StandInStages
 
     policy = STREAM_STRATEGIES[0].policy()
     config = PipelineConfig(checkpoint_dir=tiny_checkpoints, ar_model_dir=TINY_AR_DIR, device="cpu",
                             load_format="dummy", placements=dict(policy))  # fmt: skip
-    pipeline = StandInPipeline(config, tmp_path / "standins")
+    pipeline = VideoPipeline(config, stages=StandInStages(tmp_path / "standins"))
     pipeline.diffusion_decoder.settings = pipeline.diffusion_decoder.settings.__class__(num_steps=1)
     pipeline.placements.offload = True
     for stage in pipeline.stages():

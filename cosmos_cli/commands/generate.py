@@ -298,8 +298,8 @@ def _run(request, ctx) -> None:
     from cosmos_cli.console import info, stdout, warn
     from cosmos_cli.parallel.data import shard_samples
     from cosmos_cli.parallel.link import link_for
+    from cosmos_cli.pipeline.build import open_pipeline
     from cosmos_cli.pipeline.pipeline import auto_batch_size
-    from cosmos_cli.pipeline.standins import open_pipeline
     from cosmos_cli.quant.sizes import ar_weight_bytes
 
     config = request.pipeline
@@ -386,9 +386,10 @@ def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], a
     from cosmos_cli.offload.plan import GIB, describe, fit_budget
 
     chosen = fit_budget(pipeline, budget_gib, fixed=fixed, adjust_batch=adjust_batch)
+    pipeline.apply_placement(chosen.policy, batch_size=chosen.batch_size)
     info(
         f"placement for {budget_gib:g} GiB: {describe(chosen.policy) or 'every stage on the GPU'} "
-        f"(estimated peak {chosen.peak / GIB:.1f} GiB, batch {pipeline.config.batch_size})"
+        f"(estimated peak {chosen.estimate.peak / GIB:.1f} GiB, batch {chosen.batch_size})"
     )
 
 

@@ -126,7 +126,7 @@ def command(
 
         warn(GUARDRAIL_OFF_WARNING)
 
-    from cosmos_cli.pipeline.standins import open_pipeline
+    from cosmos_cli.pipeline.build import open_pipeline
 
     pipeline = open_pipeline(config)
     _serve(pipeline, host, port, jobs_dir, batch_size, int(max_upload_mb * 2**20), api_key, max_upload_checks)

@@ -28,18 +28,9 @@ from cosmos_cli.console import warn
 from cosmos_cli.errors import BadInput
 from cosmos_cli.memory import available_host_bytes, free_device_memory
 from cosmos_cli.offload.streaming import BlockStream, detached, stage_blocks
-from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.stages.base import STAGE_NAMES, Stage
 
 PLACEMENTS = ("gpu", "cpu", "disk", "stream")
-STAGE_NAMES = (
-    "text_guardrail",
-    "text_encoder",
-    "video_tokenizer",
-    "ar_model",
-    "diffusion_decoder",
-    "video_guardrail",
-)
-"""The pipeline's stages in the order they run (the data-driven offload sequence)."""
 
 NOT_STREAMABLE = {
     "ar_model": "use gpu or cpu for it: its decode step is captured as CUDA graphs over fixed weight addresses "

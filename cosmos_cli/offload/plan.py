@@ -348,16 +348,20 @@ def _work_retinaface(args) -> int:
     return GUARD_FRAMES * (64 * (h // 2) * (w // 2) + 3 * 256 * (h // 4) * (w // 4)) * 4
 
 
+STAGE_SIZERS: dict[str, Callable[[PipelineShape], StageSize | None]] = {
+    "text_guardrail": lambda shape: text_guardrail_size(shape) if shape.t5_config is not None else None,
+    "text_encoder": lambda shape: text_encoder_size(shape) if shape.t5_config is not None else None,
+    "video_tokenizer": tokenizer_size,
+    "ar_model": ar_size,
+    "diffusion_decoder": lambda shape: diffusion_decoder_size(shape) if shape.dd_config is not None else None,
+    "video_guardrail": video_guardrail_size,
+}
+"""Each stage's size, or None where the shape has no such stage (no prompt, no diffusion decoder)."""
+
+
 def stage_sizes(shape: PipelineShape) -> list[StageSize]:
-    """The pipeline's stages in running order, each with its weights and work bytes."""
-    sizes = [
-        text_guardrail_size(shape) if shape.t5_config is not None else None,
-        text_encoder_size(shape) if shape.t5_config is not None else None,
-        tokenizer_size(shape),
-        ar_size(shape),
-        diffusion_decoder_size(shape) if shape.dd_config is not None else None,
-        video_guardrail_size(shape),
-    ]
+    """The pipeline's stages in running order (``STAGE_NAMES``), each with its weights and work bytes."""
+    sizes = (STAGE_SIZERS[name](shape) for name in STAGE_NAMES)
     return [s for s in sizes if s is not None]
 
 
@@ -691,21 +695,27 @@ def pipeline_shape(pipeline, batch_size: int) -> PipelineShape:
     )
 
 
-def fit_budget(pipeline, budget_gib: float, *, fixed: dict[str, str], adjust_batch: bool) -> Estimate:
-    """Choose and apply the fastest placement that fits ``budget_gib`` (``fixed``: the user's explicit
-    placements stay). With ``adjust_batch`` the batch shrinks until one fits (its KV cache is the part that
-    grows with it). Raises :class:`NotEnoughMemory` when nothing fits at batch 1."""
+@dataclass(frozen=True)
+class BudgetFit:
+    """What :func:`fit_budget` chose; the command applies it (``VideoPipeline.apply_placement``)."""
+
+    policy: dict[str, str]
+    """Every planned stage's placement (the user's fixed ones included)."""
+    batch_size: int
+    estimate: Estimate
+
+
+def fit_budget(pipeline, budget_gib: float, *, fixed: dict[str, str], adjust_batch: bool) -> BudgetFit:
+    """The fastest placement that fits ``budget_gib`` for a built pipeline, which is only read (``fixed``: the
+    user's explicit placements stay). With ``adjust_batch`` the batch shrinks until one fits (its KV cache is
+    the part that grows with it). Raises :class:`NotEnoughMemory` when nothing fits at batch 1."""
     batch = max(pipeline.config.batch_size, 1)
     while True:
         sizes = stage_sizes(pipeline_shape(pipeline, batch))
         try:
             best = choose_placements(sizes, budget_gib * GIB, fixed=fixed)
-            break
+            return BudgetFit(dict(best.policy), batch, best)
         except NotEnoughMemory:
             if not adjust_batch or batch == 1:
                 raise
             batch = max(batch // 2, 1)
-    pipeline.config.batch_size = batch
-    pipeline.config.placements = dict(best.policy)
-    pipeline.placements.policy.update(best.policy)
-    return best

@@ -141,9 +141,9 @@ def build_pipeline(spec: RowSpec, opts: ProfileOptions, workdir: Path):
         quantization=opts.quantization,
     )
     if opts.load_format == "dummy":
-        from cosmos_cli.pipeline.standins import StandInPipeline
+        from cosmos_cli.stages.standins import StandInStages
 
-        return StandInPipeline(config, workdir / "standins")
+        return VideoPipeline(config, stages=StandInStages(workdir / "standins"))
     return VideoPipeline(config)
 
 

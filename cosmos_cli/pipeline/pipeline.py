@@ -38,7 +38,8 @@ from cosmos_cli.pipeline.interrupt import Interrupted
 from cosmos_cli.pipeline.preload import PreloadingPlacements, start_preload
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.quant.linear import check_quantization
-from cosmos_cli.stages.ar_model import ARModelStage
+from cosmos_cli.stages.base import STAGE_NAMES, Stage
+from cosmos_cli.stages.factory import StageContext, StageFactory
 
 SUPPORTED_CONTEXT_FRAMES = (1, 9)
 SHORT_INPUT_HINT = "use a longer clip, pass --num-input-frames 1, or pass --pad to repeat the last frame"
@@ -108,11 +109,13 @@ class SampleResult:
 class VideoPipeline:
     """Owns the stages (loaded lazily, placed by :class:`Placements`) and runs batches of samples."""
 
-    def __init__(self, config: PipelineConfig, model_builder=None, link=None):
-        """``model_builder`` / ``link``: tensor parallelism (``cosmos_cli.parallel``); None for one process."""
+    def __init__(self, config: PipelineConfig, model_builder=None, link=None, stages: StageFactory | None = None):
+        """``model_builder`` / ``link``: tensor parallelism (``cosmos_cli.parallel``); None for one process.
+        ``stages``: where the stages come from (:mod:`cosmos_cli.stages.factory`; the real ones by default)."""
         from cosmos_cli.parallel.link import SoloLink
 
         self.config = config
+        self.factory = stages or StageFactory()
         self.link = link or SoloLink()
         self.layout = CheckpointLayout(Path(config.checkpoint_dir), config.ar_model_dir)
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -121,73 +124,43 @@ class VideoPipeline:
         self.dtype = torch.bfloat16 if on_gpu else torch.float32
         self.placements = PreloadingPlacements(self.device, config.placements)
         self.loader = None
-        self.ar = ARModelStage(
-            self.layout,
-            dtype=self.dtype,
-            load_format=config.load_format,
-            compile=config.compile and on_gpu,
-            model_builder=model_builder,
-            decoding=config.decoding,
-            scd_window=config.scd_window,
-            quantization=config.quantization,
-        )
+        self.ar = self.factory.ar_model(config, self.layout, dtype=self.dtype, on_gpu=on_gpu,
+                                        model_builder=model_builder)  # fmt: skip
         self.args = self.ar.args
         self.ar.require_files()
         self.tokenizer = self.text_encoder = self.diffusion_decoder = None
         self.text_guardrail = self.video_guardrail = None
         self.dd_parallel = self.link.dd_parallel() if config.dd_parallel else None
+        ctx = StageContext(config, self.layout, self.args, self.dtype, on_gpu, self.dd_parallel)
         if self.link.is_leader:
-            self._build_other_stages(on_gpu)
+            self._build_other_stages(ctx)
         elif self.dd_parallel is not None:  # TP followers hold an AR shard and their part of the decoder
-            self.diffusion_decoder = self._build_diffusion_decoder(on_gpu)
+            self.diffusion_decoder = self.factory.diffusion_decoder(ctx)
 
     # ---- construction: every missing file is reported before any model loads -------------------
-    def _build_other_stages(self, on_gpu: bool) -> None:
-        from cosmos_cli.guardrail import check_guardrail_available
-        from cosmos_cli.stages.text_encoder import TextEncoderStage
-        from cosmos_cli.stages.video_tokenizer import VideoTokenizerStage
+    def _build_other_stages(self, ctx: StageContext) -> None:
+        """Which stages this run has; the factory says what each one is."""
+        self.tokenizer = self.factory.video_tokenizer(ctx)
+        self.text_encoder = self.factory.text_encoder(ctx) if self.args.cross_attn_every_k_layers else None
+        self.diffusion_decoder = self.factory.diffusion_decoder(ctx)
+        if self.config.guardrail != "off":  # NVIDIA checks the prompt only where there is one
+            prompt = self.text_encoder is not None
+            self.text_guardrail, self.video_guardrail = self.factory.guardrails(ctx, prompt=prompt)
 
-        cfg, layout = self.config, self.layout
-        layout.require(layout.dv_encoder, layout.dv_decoder, what="DV8x16x16 video tokenizer")
-        self.tokenizer = VideoTokenizerStage(
-            layout.dv_encoder, layout.dv_decoder, levels=self.args.fsq_levels, dtype=self.dtype
-        )
-        self.text_encoder = None
-        if self.args.cross_attn_every_k_layers:
-            layout.require(layout.t5_dir / "config.json", what="T5 text encoder")
-            t5_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, None: self.dtype}[cfg.text_encoder_dtype]
-            self.text_encoder = TextEncoderStage(layout.t5_dir, dtype=t5_dtype)
-        self.diffusion_decoder = self._build_diffusion_decoder(on_gpu)
-        self.text_guardrail = self.video_guardrail = None
-        if cfg.guardrail != "off":
-            check_guardrail_available(cfg.guardrail, layout.guardrail_dir)
-            from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
+    def stages(self) -> list[Stage]:
+        """The stages this run has, in running order (:data:`~cosmos_cli.stages.base.STAGE_NAMES`)."""
+        held = (self.text_guardrail, self.text_encoder, self.tokenizer, self.ar, self.diffusion_decoder,
+                self.video_guardrail)  # fmt: skip
+        by_name = {s.name: s for s in held if s is not None}
+        return [by_name[name] for name in STAGE_NAMES if name in by_name]
 
-            if self.text_encoder is not None:  # NVIDIA checks the prompt only where there is one
-                self.text_guardrail = TextGuardrailStage(layout.guardrail_dir, cfg.guardrail)
-            self.video_guardrail = VideoGuardrailStage(layout.guardrail_dir, cfg.guardrail)
-
-    def _build_diffusion_decoder(self, on_gpu: bool):
-        """The decoder stage when it is asked for or its files are present (the same answer on every rank)."""
-        cfg, layout = self.config, self.layout
-        dd_files = (layout.dd_dir / "model.pt", layout.cv_dir / "decoder.jit", layout.cv_dir / "mean_std.pt")
-        if not (cfg.diffusion_decoder or (cfg.diffusion_decoder is None and all(p.exists() for p in dd_files))):
-            return None
-        layout.require(*dd_files, what="diffusion decoder (or pass --disable-diffusion-decoder)")
-        from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
-
-        return DiffusionDecoderStage(
-            layout, dtype=self.dtype, compile=cfg.compile and on_gpu and self.dd_parallel is None,
-            parallel=self.dd_parallel, quantization=cfg.quantization,
-        )  # fmt: skip
-
-    def stages(self) -> list:
-        return [
-            s
-            for s in (self.text_guardrail, self.text_encoder, self.tokenizer, self.ar, self.diffusion_decoder,
-                      self.video_guardrail)
-            if s is not None
-        ]  # fmt: skip
+    def apply_placement(self, policy: dict[str, str], *, batch_size: int | None = None) -> None:
+        """Run with ``policy`` (stage -> placement; e.g. ``offload.plan.fit_budget``'s choice) and, when given,
+        ``batch_size`` from now on; both are recorded in each ``generation.json``'s config."""
+        self.config.placements = dict(policy)
+        self.placements.policy.update(policy)
+        if batch_size is not None:
+            self.config.batch_size = batch_size
 
     def load_all(self, on_stage: Callable[[str], None] | None = None) -> None:
         """Bring every ``gpu``-placed stage in now (a server does this once at start-up, logging each

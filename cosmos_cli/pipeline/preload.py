@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from cosmos_cli.offload.placements import Placements
-from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.stages.base import Stage
 
 
 @dataclass

@@ -24,8 +24,8 @@ from cosmos_cli.io.readahead import read_ahead
 from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs, preset_from_dir_name
-from cosmos_cli.pipeline.stage import Stage
 from cosmos_cli.quant.linear import check_quantization, prepare_linears
+from cosmos_cli.stages.base import Stage
 
 MAX_SCD_WINDOW = 128
 """Widest speculative window accepted (the published SCD result used 128; docs/speculative-decoding.md)."""
@@ -55,6 +55,7 @@ class ARModelStage(Stage):
     """Prompt tokens + text context -> generated video tokens."""
 
     name = "ar_model"
+    loaded_attrs = ("model", "generator")
 
     def __init__(
         self,
@@ -104,12 +105,7 @@ class ARModelStage(Stage):
         if self.weights is not None:
             self.layout.require(self.weights, what="AR model weights")
 
-    def load(self, device: torch.device) -> None:
-        device = torch.device(device)
-        if self.model is not None:
-            self.to(device)
-            return
-        self.require_files()
+    def _load(self, device: torch.device) -> None:
         with read_ahead(self.weights):  # the disk's sequential rate instead of page-fault reads
             model = self.model_builder(self.args, weights=self.weights, dtype=self.dtype, device=device)
         if device.type == "cuda":
@@ -117,12 +113,8 @@ class ARModelStage(Stage):
         self.model = prepare_linears(model, self.quantization, device)
         self.generator = self._generator(device)
 
-    def modules(self) -> list[torch.nn.Module]:
-        return [] if self.model is None else [self.model]
-
-    def _drop(self) -> None:
-        self.model = None
-        self.generator = None
+    def unload(self) -> None:
+        super().unload()
         self._generators.clear()
 
     def to(self, device: torch.device) -> None:
@@ -134,7 +126,7 @@ class ARModelStage(Stage):
         """
         if self.model is None:
             return
-        device = torch.device(device)
+        self.device = device = torch.device(device)
         self.model.free_caches()
         self.model.to(device)
         self.generator = self._generator(device)
@@ -161,8 +153,7 @@ class ARModelStage(Stage):
         on_prefill_done: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """``num_new`` tokens (B, num_new) after ``prompt`` (B, P), each sample seeded by ``seeds`` (B,)."""
-        if self.generator is None:
-            raise RuntimeError("ARModelStage.generate called before load")
+        self.require_loaded("generate")
         use_context = context if self.args.cross_attn_every_k_layers else None
         # The first report comes after the prefill, before the decode step is captured in a CUDA graph;
         # the second after the capture. Without graphs (CPU) there is nothing to wait for.

@@ -33,8 +33,8 @@ from cosmos_cli.models.diffusion_decoder.fp8 import quantize_dit_
 from cosmos_cli.models.diffusion_decoder.sampler import GuidedDenoiser, SamplerSettings
 from cosmos_cli.models.diffusion_decoder.weights import load_network, load_state_dict_file
 from cosmos_cli.models.diffusion_decoder.windows import split_with_overlap
-from cosmos_cli.pipeline.stage import Stage
 from cosmos_cli.quant.linear import check_quantization
+from cosmos_cli.stages.base import Stage
 
 if TYPE_CHECKING:
     from cosmos_cli.parallel.dd import DDParallel
@@ -52,6 +52,7 @@ class DiffusionDecoderStage(Stage):
     """
 
     name = "diffusion_decoder"
+    loaded_attrs = ("_net", "_cv")
 
     def __init__(
         self,
@@ -78,7 +79,6 @@ class DiffusionDecoderStage(Stage):
         self.compile = compile
         self.attention = None if attention is None else tuple(attention)
         self.parallel = parallel
-        self.device = torch.device("cpu")
         self._net: DiffusionDecoderDiT | None = None
         self._cv: CVDecoder | None = None
 
@@ -97,13 +97,11 @@ class DiffusionDecoderStage(Stage):
             raise CheckpointMismatch(f"{arch} is not a valid architecture file ({err})", "delete it") from err
 
     # ---- Stage contract ------------------------------------------------------------------------
-    def load(self, device: torch.device) -> None:
-        device = torch.device(device)
-        if self.loaded:
-            self.to(device)
-            return
+    def require_files(self) -> None:
         cv_dir = self.layout.cv_dir
         self.layout.require(self.weights_path, cv_dir / "decoder.jit", cv_dir / "mean_std.pt", what="diffusion decoder")
+
+    def _load(self, device: torch.device) -> None:
         with torch.device("meta"):
             net = DiffusionDecoderDiT(self.architecture())
         with read_ahead(self.weights_path):  # the disk's sequential rate instead of page-fault reads
@@ -111,9 +109,8 @@ class DiffusionDecoderStage(Stage):
             # Casting buffers too is deliberate: NVIDIA runs the RoPE tables in the network dtype.
             net = net.to(device=device, dtype=self.dtype).eval().requires_grad_(False)
         self._prepare(net)
-        self._cv = CVDecoder.load(cv_dir, device, self.dtype, self.settings.sigma_data)
+        self._cv = CVDecoder.load(self.layout.cv_dir, device, self.dtype, self.settings.sigma_data)
         self._net = net
-        self.device = device
 
     def _prepare(self, net: DiffusionDecoderDiT) -> None:
         """After the weights are placed: fp8 linears (``quantization="fp8"``), then compiled blocks."""
@@ -122,21 +119,9 @@ class DiffusionDecoderStage(Stage):
         if self.compile:
             compile_blocks(net)
 
-    def modules(self) -> list[torch.nn.Module]:
-        return [m for m in (self._net, self._cv) if m is not None]
-
-    def _drop(self) -> None:
-        self._net = None
-        self._cv = None
-
-    def to(self, device: torch.device) -> None:
-        super().to(device)
-        self.device = torch.device(device)
-
     # ---- decoding ------------------------------------------------------------------------------
     def _decoder(self) -> DiffusionDecoder:
-        if self._net is None or self._cv is None:
-            raise RuntimeError("DiffusionDecoderStage used before load()")
+        self.require_loaded()
         if self.parallel is None:
             return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed)
         factory = self.parallel.denoiser

@@ -19,7 +19,7 @@ import torch
 from cosmos_cli.errors import CheckpointMismatch, CosmosError, GuardrailBlocked
 from cosmos_cli.guardrail.availability import GUARDRAIL_MODES
 from cosmos_cli.guardrail.layout import GuardrailLayout
-from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.stages.base import Stage
 
 PROMPT_EXIT_CODE = 3
 VIDEO_EXIT_CODE = 4
@@ -61,6 +61,8 @@ class TextGuardrailStage(Stage):
     """Blocklist, then (mode ``full``) Aegis, on the raw prompt; stops at the first check that blocks."""
 
     name = "text_guardrail"
+    loaded_attrs = ("_aegis",)
+    """The blocklist (word lists, no module) is kept across ``unload``."""
 
     def __init__(self, guardrail_dir: Path, mode: str = "full") -> None:
         self.layout = GuardrailLayout(Path(guardrail_dir))
@@ -68,7 +70,7 @@ class TextGuardrailStage(Stage):
         self._blocklist = None
         self._aegis = None
 
-    def load(self, device: torch.device) -> None:
+    def _load(self, device: torch.device) -> None:
         if self.mode == "off":
             return
         if self._blocklist is None:
@@ -81,13 +83,10 @@ class TextGuardrailStage(Stage):
         if self.mode == "full" and self._aegis is None:
             from cosmos_cli.guardrail.aegis import Aegis
 
-            self._aegis = _load_or_explain("Aegis model", lambda: Aegis.load(self.layout, torch.device(device)))
+            self._aegis = _load_or_explain("Aegis model", lambda: Aegis.load(self.layout, device))
 
     def modules(self) -> list[torch.nn.Module]:
         return [self._aegis.model] if self._aegis is not None else []
-
-    def _drop(self) -> None:
-        self._aegis = None
 
     def check(self, prompt: str) -> None:
         """Return if the prompt may be used; raise ``GuardrailBlocked`` (exit 3) otherwise."""
@@ -110,6 +109,7 @@ class VideoGuardrailStage(Stage):
     """Content classifier on every frame, then face pixelation; mode ``full`` only (else a pass-through)."""
 
     name = "video_guardrail"
+    loaded_attrs = ("_content", "_faces")
 
     def __init__(self, guardrail_dir: Path, mode: str = "full") -> None:
         self.layout = GuardrailLayout(Path(guardrail_dir))
@@ -121,10 +121,9 @@ class VideoGuardrailStage(Stage):
     def active(self) -> bool:
         return self.mode == "full"
 
-    def load(self, device: torch.device) -> None:
+    def _load(self, device: torch.device) -> None:
         if not self.active:
             return
-        device = torch.device(device)
         if self._content is None:
             from cosmos_cli.guardrail.video_filter import VideoContentFilter
 
@@ -142,10 +141,6 @@ class VideoGuardrailStage(Stage):
         if self._faces is not None:
             modules.append(self._faces.net)
         return modules
-
-    def _drop(self) -> None:
-        self._content = None
-        self._faces = None
 
     def run(self, frames: np.ndarray) -> tuple[np.ndarray, int]:
         """(frames with faces pixelated, number of faces pixelated); ``GuardrailBlocked`` (exit 4) if unsafe.

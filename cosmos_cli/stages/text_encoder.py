@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from cosmos_cli.errors import BadInput, CheckpointMismatch, CosmosError, ModelNotDownloaded
-from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.stages.base import Stage
 
 if TYPE_CHECKING:
     from transformers import BatchEncoding
@@ -57,31 +57,26 @@ class TextEncoderStage(Stage):
     """Prompts -> T5 embeddings ``[B, max_length, d_model]`` (padding rows zero) and an all-ones mask."""
 
     name = "text_encoder"
+    loaded_attrs = ("_model", "_tokenizer")
 
     def __init__(self, model_dir: Path, *, dtype: torch.dtype = torch.float32):
         self.model_dir = Path(model_dir)
         self.dtype = dtype
-        self.device = torch.device("cpu")
         self._model: torch.nn.Module | None = None
         self._tokenizer = None
 
     @property
     def d_model(self) -> int:
-        self._require_loaded()
+        self.require_loaded()
         return int(self._model.config.d_model)
 
     # ---- Stage contract ------------------------------------------------------------------------
-    def load(self, device: torch.device) -> None:
-        if self.loaded:
-            self.to(device)
-            return
-        self._check_files()
+    def _load(self, device: torch.device) -> None:
         if importlib.util.find_spec("accelerate") is None:
             # transformers needs it for device_map, which streams the weights straight to the device.
             raise CosmosError("loading T5 needs the accelerate package", "run: pip install accelerate")
         from transformers import T5EncoderModel, T5TokenizerFast
 
-        device = torch.device(device)
         try:
             with quiet_transformers():
                 tokenizer = T5TokenizerFast.from_pretrained(self.model_dir)
@@ -100,9 +95,9 @@ class TextEncoderStage(Stage):
                 "delete the folder and download google-t5/t5-11b again",
             )
         model.eval().requires_grad_(False)
-        self._tokenizer, self._model, self.device = tokenizer, model, device
+        self._tokenizer, self._model = tokenizer, model
 
-    def _check_files(self) -> None:
+    def require_files(self) -> None:
         hint = "run: cosmos-cli download to fetch google-t5/t5-11b"
         if not (self.model_dir / "config.json").is_file():
             raise ModelNotDownloaded(f"T5 text encoder not found: {self.model_dir / 'config.json'} is missing", hint)
@@ -111,26 +106,11 @@ class TextEncoderStage(Stage):
         if not any((self.model_dir / name).is_file() for name in TOKENIZER_FILES):
             raise ModelNotDownloaded(f"T5 tokenizer missing in {self.model_dir} (expected tokenizer.json)", hint)
 
-    def modules(self) -> list[torch.nn.Module]:
-        return [self._model] if self._model is not None else []
-
-    def _drop(self) -> None:
-        self._model = None
-        self._tokenizer = None
-
-    def to(self, device: torch.device) -> None:
-        super().to(device)
-        self.device = torch.device(device)
-
-    def _require_loaded(self) -> None:
-        if not self.loaded:
-            raise RuntimeError("TextEncoderStage used before load()")
-
     # ---- encode --------------------------------------------------------------------------------
     def tokenize(self, prompts: Sequence[str], max_length: int = 512) -> BatchEncoding:
         """T5 token ids and attention mask ``[B, max_length]``: right-padded with ``<pad>`` (0), truncated
         so that the last kept token is ``</s>`` (1)."""
-        self._require_loaded()
+        self.require_loaded("tokenize")
         if isinstance(prompts, str):
             prompts = [prompts]
         if not prompts:

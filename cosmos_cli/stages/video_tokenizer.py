@@ -17,7 +17,7 @@ import torch
 
 from cosmos_cli.errors import BadInput, CheckpointMismatch, ModelNotDownloaded
 from cosmos_cli.models import fsq
-from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.stages.base import Stage
 
 TEMPORAL_COMPRESSION = 8
 SPATIAL_COMPRESSION = 16
@@ -47,6 +47,7 @@ class VideoTokenizerStage(Stage):
     """Encode ``[B, 3, T, H, W]`` videos in [-1, 1] to token grids ``[B, T', H/16, W/16]`` and back."""
 
     name = "video_tokenizer"
+    loaded_attrs = ("_encoder", "_decoder")
 
     def __init__(
         self,
@@ -69,7 +70,6 @@ class VideoTokenizerStage(Stage):
         self.latent_chunk_duration = 1 + (pixel_chunk_duration - 1) // TEMPORAL_COMPRESSION
         self.max_enc_batch_size = max_enc_batch_size
         self.max_dec_batch_size = max_dec_batch_size
-        self.device = torch.device("cpu")
         self._encoder: torch.jit.ScriptModule | None = None
         self._decoder: torch.jit.ScriptModule | None = None
 
@@ -78,20 +78,18 @@ class VideoTokenizerStage(Stage):
         return fsq.codebook_size(self.levels)
 
     # ---- Stage contract ------------------------------------------------------------------------
-    def load(self, device: torch.device) -> None:
-        if self.loaded:
-            self.to(device)
-            return
+    def require_files(self) -> None:
         for path in (self.encoder_path, self.decoder_path):
             if not path.is_file():
                 raise ModelNotDownloaded(
                     f"video tokenizer file missing: {path}",
                     "run: cosmos-cli download to fetch Cosmos-1.0-Tokenizer-DV8x16x16",
                 )
+
+    def _load(self, device: torch.device) -> None:
         # Same as NVIDIA: the TensorExpr fuser makes consecutive calls of these modules disagree
         # (pytorch/pytorch#74534).
         torch._C._jit_set_texpr_fuser_enabled(False)
-        self.device = torch.device(device)
         self._encoder = self._load_jit(self.encoder_path)
         self._decoder = self._load_jit(self.decoder_path)
 
@@ -111,26 +109,11 @@ class VideoTokenizerStage(Stage):
             param.requires_grad_(False)
         return module
 
-    def modules(self) -> list[torch.nn.Module]:
-        return [m for m in (self._encoder, self._decoder) if m is not None]
-
-    def _drop(self) -> None:
-        self._encoder = None
-        self._decoder = None
-
-    def to(self, device: torch.device) -> None:
-        super().to(device)
-        self.device = torch.device(device)
-
     # ---- encode / decode -----------------------------------------------------------------------
-    def _require_loaded(self) -> None:
-        if not self.loaded:
-            raise RuntimeError("VideoTokenizerStage used before load()")
-
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Video ``[B, 3, T, H, W]`` in [-1, 1], T a multiple of the chunk -> int64 ``[B, T', h, w]``."""
-        self._require_loaded()
+        self.require_loaded("encode")
         b, c, t, h, w = video.shape
         chunk = self.pixel_chunk_duration
         if c != 3 or t % chunk != 0 or h % SPATIAL_COMPRESSION != 0 or w % SPATIAL_COMPRESSION != 0:
@@ -164,7 +147,7 @@ class VideoTokenizerStage(Stage):
     @torch.no_grad()
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
         """Token grid ``[B, T', h, w]`` -> float32 video ``[B, 3, T, 16h, 16w]`` in [-1, 1]."""
-        self._require_loaded()
+        self.require_loaded("decode")
         b, t, h, w = indices.shape
         latent = self.latent_chunk_duration
         if t % latent != 0:

@@ -1,7 +1,8 @@
-"""The whole pipeline with random weights at the released shapes (``--load-format dummy``), for profiling
-memory and time on a GPU machine that has no checkpoints.
+"""Every stage with random weights at the released shapes (``--load-format dummy``), for profiling memory
+and time on a GPU machine that has no checkpoints: :class:`StandInStages` is the stage factory that supplies
+them to an ordinary :class:`~cosmos_cli.pipeline.pipeline.VideoPipeline`.
 
-Each stand-in stage is the real stage class with only ``load`` replaced: the network is built directly on
+Each stand-in stage is the real stage class with only ``_load`` replaced: the network is built directly on
 the device at the real shape with random weights (a 7B model initialises in about a second on a GPU), so
 its memory, its compute, its moves between host and GPU and the pipeline code around it are the real ones.
 ``disk`` placement rebuilds the network instead of reading a file, so its load times are not disk times.
@@ -17,6 +18,7 @@ face detector are biased to "safe" and "no face", so every sample completes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +27,13 @@ import torch
 from cosmos_cli.checkpoints import CV_TOKENIZER_DIR, DV_TOKENIZER_DIR, GUARDRAIL_DIR, CheckpointLayout
 from cosmos_cli.models.building import default_dtype
 from cosmos_cli.models.released import GUARDRAIL, T5_11B
-from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
+from cosmos_cli.stages.ar_model import ARModelStage
+from cosmos_cli.stages.base import Stage
 from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
+from cosmos_cli.stages.factory import StageContext, StageFactory
 from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
 from cosmos_cli.stages.text_encoder import TextEncoderStage, quiet_transformers
+from cosmos_cli.stages.video_tokenizer import VideoTokenizerStage
 
 
 @dataclass(frozen=True)
@@ -88,19 +93,17 @@ class StandInTextEncoder(TextEncoderStage):
         super().__init__(Path("t5-standin"), dtype=dtype)
         self.config = config
 
-    def load(self, device: torch.device) -> None:
-        if self.loaded:
-            self.to(device)
-            return
+    def require_files(self) -> None:
+        """Built, not read."""
+
+    def _load(self, device: torch.device) -> None:
         from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
         from cosmos_cli.tiny.t5 import build_tiny_t5_tokenizer
 
-        device = torch.device(device)
         self._model = build_on(device, self.dtype, lambda: T5EncoderModel(T5Config(**self.config)))
         # Prompts are padded to 512 tokens, so the work does not depend on the vocabulary.
         self._tokenizer = T5TokenizerFast(tokenizer_object=build_tiny_t5_tokenizer())
-        self.device = device
 
 
 class _StandInAegis:
@@ -126,7 +129,7 @@ class StandInTextGuardrail(TextGuardrailStage):
         super().__init__(guardrail_dir, mode)
         self.sizes = sizes
 
-    def load(self, device: torch.device) -> None:
+    def _load(self, device: torch.device) -> None:
         if self._blocklist is None:
             from cosmos_cli.guardrail.blocklist import Blocklist
 
@@ -135,7 +138,7 @@ class StandInTextGuardrail(TextGuardrailStage):
             from transformers import LlamaConfig, LlamaForCausalLM
 
             config = LlamaConfig(**self.sizes.llama, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
-            model = build_on(torch.device(device), torch.bfloat16, lambda: LlamaForCausalLM(config))
+            model = build_on(device, torch.bfloat16, lambda: LlamaForCausalLM(config))
             self._aegis = _StandInAegis(model, self.sizes.guard_prompt_tokens)
 
 
@@ -144,7 +147,7 @@ class StandInVideoGuardrail(VideoGuardrailStage):
         super().__init__(guardrail_dir, mode)
         self.sizes = sizes
 
-    def load(self, device: torch.device) -> None:
+    def _load(self, device: torch.device) -> None:
         if not self.active or self._content is not None:
             return
         from transformers import SiglipVisionConfig, SiglipVisionModel
@@ -153,7 +156,6 @@ class StandInVideoGuardrail(VideoGuardrailStage):
         from cosmos_cli.guardrail.retinaface import RetinaFace
         from cosmos_cli.guardrail.video_filter import VideoContentFilter, VideoSafetyModel, _image_processor_class
 
-        device = torch.device(device)
         config = SiglipVisionConfig(**self.sizes.siglip)
         encoder = build_on(device, torch.float32, lambda: SiglipVisionModel(config))
         classifier = build_on(device, torch.float32, lambda: VideoSafetyModel(config.hidden_size))
@@ -184,11 +186,10 @@ class StandInDiffusionDecoder(DiffusionDecoderStage):
     def architecture(self):
         return self.config
 
-    def load(self, device: torch.device) -> None:
-        device = torch.device(device)
-        if self.loaded:
-            self.to(device)
-            return
+    def require_files(self) -> None:
+        """Built, not read (the tiny CV8x8x8 decoder is written next to the stand-ins)."""
+
+    def _load(self, device: torch.device) -> None:
         from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
         from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, init_random_
 
@@ -200,10 +201,9 @@ class StandInDiffusionDecoder(DiffusionDecoderStage):
         self._prepare(net)
         self._cv = CVDecoder.load(self.layout.cv_dir, device, self.dtype, self.settings.sigma_data)
         self._net = net
-        self.device = device
 
 
-# ---- the pipeline ------------------------------------------------------------------------------
+# ---- the factory -------------------------------------------------------------------------------
 def write_standin_files(root: Path, levels) -> Path:
     """The small files the stand-ins read: tiny DV and CV tokenizers, the guardrail's word lists."""
     from cosmos_cli.tiny.diffusion_decoder import write_tiny_cv_tokenizer
@@ -221,79 +221,54 @@ def write_standin_files(root: Path, levels) -> Path:
     return root
 
 
-class StandInPipeline(VideoPipeline):
-    """:class:`VideoPipeline` whose stages are stand-ins at the real shapes (the AR model: ``dummy`` load).
+class StandInStages(StageFactory):
+    """The stage factory of ``--load-format dummy``: stand-ins at the real shapes, the AR model ``dummy``.
 
-    ``standin_dir`` receives the few small files the stand-ins read; ``config.checkpoint_dir`` only needs
-    to name the AR model (the folder name selects the preset, or a ``cosmos_arch.json`` there a shape).
+    ``standin_dir`` receives the few small files the stand-ins read; the pipeline's ``checkpoint_dir`` only
+    needs to name the AR model (the folder name selects the preset, or a ``cosmos_arch.json`` there a shape).
+    ``sizes``: the stand-ins' networks; by default the released ones, or for a tiny AR model tiny ones.
     """
 
-    def __init__(self, config: PipelineConfig, standin_dir: Path, sizes: StandInSizes | None = None, **kwargs):
-        """``kwargs``: :class:`VideoPipeline`'s (``model_builder`` / ``link`` for tensor parallelism)."""
+    def __init__(self, standin_dir: Path, sizes: StandInSizes | None = None):
         self.standin_dir = Path(standin_dir)
         self.sizes = sizes
-        config.load_format = "dummy"
-        super().__init__(config, **kwargs)
+        self._files: CheckpointLayout | None = None
 
-    def _standin_files(self) -> CheckpointLayout:
+    def files(self, ctx: StageContext) -> CheckpointLayout:
         """The stand-ins' sizes (released or tiny, by the AR model) and the few small files they read."""
         from cosmos_cli.models.config import PRESETS
 
         if self.sizes is None:
-            released = any(p.name == self.args.name for p in PRESETS.values())
-            self.sizes = released_sizes() if released else tiny_sizes(self.args)
-        if getattr(self, "_files", None) is None:
-            root = write_standin_files(self.standin_dir, self.args.fsq_levels)
-            self._files = CheckpointLayout(root, self.config.ar_model_dir)
+            released = any(p.name == ctx.args.name for p in PRESETS.values())
+            self.sizes = released_sizes() if released else tiny_sizes(ctx.args)
+        if self._files is None:
+            root = write_standin_files(self.standin_dir, ctx.args.fsq_levels)
+            self._files = CheckpointLayout(root, ctx.config.ar_model_dir)
         return self._files
 
-    def _build_diffusion_decoder(self, on_gpu: bool):
+    def ar_model(self, config, layout, *, dtype, on_gpu, model_builder=None) -> ARModelStage:
+        """The real stage, with random weights at the real shape (``dummy``)."""
+        return super().ar_model(dataclasses.replace(config, load_format="dummy"), layout, dtype=dtype,
+                                on_gpu=on_gpu, model_builder=model_builder)  # fmt: skip
+
+    def video_tokenizer(self, ctx: StageContext) -> Stage:
+        files = self.files(ctx)
+        return VideoTokenizerStage(files.dv_encoder, files.dv_decoder, levels=ctx.args.fsq_levels, dtype=ctx.dtype)
+
+    def text_encoder(self, ctx: StageContext) -> Stage:
+        self.files(ctx)
+        return StandInTextEncoder(self.sizes.t5, dtype=ctx.t5_dtype)
+
+    def diffusion_decoder(self, ctx: StageContext) -> Stage | None:
         from cosmos_cli.models.diffusion_decoder.config import DD_7B
 
-        cfg = self.config
-        if cfg.diffusion_decoder is False:
+        if ctx.config.diffusion_decoder is False:
             return None
-        return StandInDiffusionDecoder(
-            self._standin_files(), self.sizes.dd or DD_7B, dtype=self.dtype,
-            compile=cfg.compile and on_gpu and self.dd_parallel is None, parallel=self.dd_parallel,
-            quantization=cfg.quantization,
-        )  # fmt: skip
+        return StandInDiffusionDecoder(self.files(ctx), self.sizes.dd or DD_7B, dtype=ctx.dtype,
+                                       compile=ctx.dd_compile, parallel=ctx.dd_parallel,
+                                       quantization=ctx.config.quantization)  # fmt: skip
 
-    def _build_other_stages(self, on_gpu: bool) -> None:
-        from cosmos_cli.stages.video_tokenizer import VideoTokenizerStage
-
-        cfg, args = self.config, self.args
-        files = self._standin_files()
-        self.tokenizer = VideoTokenizerStage(files.dv_encoder, files.dv_decoder, levels=args.fsq_levels,
-                                             dtype=self.dtype)  # fmt: skip
-        self.text_encoder = None
-        if args.cross_attn_every_k_layers:
-            t5_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, None: self.dtype}[cfg.text_encoder_dtype]
-            self.text_encoder = StandInTextEncoder(self.sizes.t5, dtype=t5_dtype)
-        self.diffusion_decoder = self._build_diffusion_decoder(on_gpu)
-        self.text_guardrail = self.video_guardrail = None
-        if cfg.guardrail != "off":
-            if self.text_encoder is not None:
-                self.text_guardrail = StandInTextGuardrail(files.guardrail_dir, cfg.guardrail, self.sizes)
-            self.video_guardrail = StandInVideoGuardrail(files.guardrail_dir, cfg.guardrail, self.sizes)
-
-
-def open_pipeline(config: PipelineConfig, **kwargs) -> VideoPipeline:
-    """The pipeline ``generate`` and ``serve`` run: read from the checkpoints, or with ``--load-format dummy``
-    every stage at the released shapes with random weights (:class:`StandInPipeline`; no files needed but the
-    AR folder's name or its ``cosmos_arch.json``), for measuring speed and memory where the weights are not.
-    The few small files the stand-ins read go to a temporary folder removed at exit. Inductor's compile
-    cache goes next to the checkpoints unless ``TORCHINDUCTOR_CACHE_DIR`` is set (``compile_cache``)."""
-    from cosmos_cli.compile_cache import use_cache_next_to
-
-    if config.compile:
-        use_cache_next_to(Path(config.checkpoint_dir))
-    if config.load_format != "dummy":
-        return VideoPipeline(config, **kwargs)
-    import atexit
-    import shutil
-    import tempfile
-
-    workdir = Path(tempfile.mkdtemp(prefix="cosmos-standins-"))
-    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
-    return StandInPipeline(config, workdir, **kwargs)
+    def guardrails(self, ctx: StageContext, *, prompt: bool) -> tuple[Stage | None, Stage]:
+        folder, mode = self.files(ctx).guardrail_dir, ctx.config.guardrail
+        text = StandInTextGuardrail(folder, mode, self.sizes) if prompt else None
+        return text, StandInVideoGuardrail(folder, mode, self.sizes)
