@@ -94,12 +94,14 @@ def test_missing_extra_names_the_pip_command(tmp_path, monkeypatch):
     folder = _folder(tmp_path)
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real_find_spec(name, *a)
+        importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real_find_spec(name, *a)
     )
-    check_guardrail_available("blocklist", folder)  # peft is only needed for the LLM
+    check_guardrail_available("blocklist", folder)  # OpenCV is only needed for the face pixelation
     with pytest.raises(CosmosError) as err:
         check_guardrail_available("full", folder)
-    assert "peft" in str(err.value) and "pip install 'cosmos-ar-cli[guardrail]'" in str(err.value)
+    message = str(err.value)
+    assert "needs opencv-python-headless (not installed)" in message  # pip's name, not the import name cv2
+    assert "pip install 'cosmos-ar-cli[guardrail]'" in message
 
 
 def test_unknown_mode_is_bad_input(tmp_path):
@@ -112,7 +114,7 @@ def test_the_check_imports_no_model_code(tmp_path):
     code = (
         "import sys; from cosmos_cli.guardrail import check_guardrail_available;"
         f"check_guardrail_available('full', {str(folder)!r});"
-        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'nltk') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'nltk', 'cv2') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,14 +1,14 @@
 """The video stage: SigLIP + safety MLP verdicts, RetinaFace-R50 detection and pixelation, tiny stand-ins."""
 
-# ruff: noqa: E501  (OpenCV reference values are long hex strings)
-
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from cosmos_cli.errors import CheckpointMismatch, GuardrailBlocked
+from cosmos_cli.errors import CheckpointMismatch, CosmosError, GuardrailBlocked
 from cosmos_cli.guardrail.face_blur import load_retinaface, pixelate, pixelate_boxes
 from cosmos_cli.guardrail.retinaface import RetinaFace, decode_boxes, nms, prior_boxes
 from cosmos_cli.stages.guardrail import VideoGuardrailStage
@@ -113,44 +113,57 @@ def test_run_rejects_frames_that_are_not_uint8_thwc(stages):
 # --- pixelation and detection pieces ---
 
 
-# cv2.resize(region, (5, 5), interpolation=cv2.INTER_LINEAR).tobytes().hex() with opencv-python-headless 5.0.0,
-# for regions drawn in this order from np.random.default_rng(7).integers(0, 256, (h, w, 3), dtype=np.uint8).
-OPENCV_5X5 = [
-    (
-        (20, 20),
-        "b06b5faa9c496f73619470886d6a8b418b71788f8e80b8628ca45a766b818f8b7f925b7ec8547a5f9d9e9a8e8a7b934ba231afe65d9fb0878fc0bade638c9f9b4379caa363a27065968577",
-    ),
-    (
-        (23, 37),
-        "a57554be7f536f1e6a10674b4527d22b61a0b16a4da64849b08a744e8a93d1b6a48c408057f75c7b7a686628378081a734a18f72558ecba2af962ea64c6d9c83b44c6031196e3957463092",
-    ),
-    (
-        (41, 29),
-        "a087ca4248ad7b74af39525a828c57e0c7cd71a557d07fd2bb6885484c8e6682f26f29cc8bbf1b59cbce299b77d164972a43b99a8d3f9838b9329b42c8b0225369b57f97cd5d3e72ae8f99",
-    ),
-    (
-        (64, 48),
-        "c18b42dddae087876fdd7b95e7b71c9673e74642539f77807171c2829f58bc9f79688d6c6a4f92415f802c90b371468839b23b7a705f87322e95665a4294318329403a465db0b736b883cd",
-    ),
-    (
-        (100, 77),
-        "3870b5a0547794877381899521b166a74e5237a18a73ca3474895b83305e4d87e069b482b9563f5a7d74af9835656d8952945f6895ed49869fc2577f5dad4f798d8674c35e468a9ab46d7d",
-    ),
-    (
-        (257, 31),
-        "3d7597d180603081dd9aa2c8a4927a97a95d83a9c75ba08d92588e7d86a4354292340d623eaff31eb8b3584683a8887a5a8e59f04c79d56d969ba08060af5cdc21b5c596cdaa7847765ca3",
-    ),
-]
+# Region sizes from the 20-pixel minimum to a whole 1024x640 frame; the numpy emulation of OpenCV's fixed-point
+# resize that pixelate() used before differed from cv2 on regions like (25, 980) and (151, 805).
+REGION_SIZES = [(20, 20), (23, 37), (41, 29), (100, 77), (257, 31), (25, 980), (151, 805), (640, 1024)]
 
 
-def test_pixelate_matches_opencv():
-    rng = np.random.default_rng(7)
-    for (h, w), hex_values in OPENCV_5X5:
-        region = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-        small = np.frombuffer(bytes.fromhex(hex_values), dtype=np.uint8).reshape(5, 5, 3)
-        # cv2.INTER_NEAREST back up: destination pixel d reads source floor(d * 5 / size)
-        expected = small[(np.arange(h) * 5) // h][:, (np.arange(w) * 5) // w]
-        np.testing.assert_array_equal(pixelate(region), expected)
+def _nvidia_pixelate_face(region: np.ndarray) -> np.ndarray:
+    """NVIDIA's ``pixelate_face`` as the guardrail spec writes it: 5x5 INTER_LINEAR, back up INTER_NEAREST."""
+    cv2 = pytest.importorskip("cv2", reason="opencv-python-headless comes with the guardrail extra")
+    h, w = region.shape[:2]
+    small = cv2.resize(region, (5, 5), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+@pytest.mark.parametrize("size", REGION_SIZES)
+def test_pixelate_is_nvidias_opencv_recipe(size):
+    h, w = size
+    frame = np.random.default_rng(h * 10_000 + w).integers(0, 256, size=(640 + 7, 1024 + 5, 3), dtype=np.uint8)
+    region = frame[3 : 3 + h, 2 : 2 + w]  # a strided view into a frame, as pixelate_boxes passes it
+    before = region.copy()
+    out = pixelate(region)
+    np.testing.assert_array_equal(region, before)
+    np.testing.assert_array_equal(out, _nvidia_pixelate_face(region))
+    # 5x5 constant blocks: 5 runs of equal rows and of equal columns, each size/5 long to within a pixel
+    # (OpenCV's nearest-neighbour map is floor(d * (5 / size)) in floating point: at size 980 a block may
+    # start one pixel early), constant inside.
+    row_runs = np.flatnonzero((out[1:] != out[:-1]).any(axis=(1, 2))) + 1
+    col_runs = np.flatnonzero((out[:, 1:] != out[:, :-1]).any(axis=(0, 2))) + 1
+    assert len(row_runs) == len(col_runs) == 4
+    rows, cols = np.split(np.arange(h), row_runs), np.split(np.arange(w), col_runs)
+    assert all(abs(len(r) - h / 5) < 2 for r in rows) and all(abs(len(c) - w / 5) < 2 for c in cols)
+    for r in rows:
+        for c in cols:
+            block = out[r[0] : r[-1] + 1, c[0] : c[-1] + 1]
+            assert (block == block[0, 0]).all()
+
+
+def test_pixelate_samples_bilinearly_rather_than_averaging():
+    """Each block is the bilinear sample at its cell's centre (INTER_LINEAR), not the cell's mean (INTER_AREA):
+    in a 50x50 region the first cell's centre (4.5, 4.5) lies amid pixels 4 and 5 of each axis."""
+    region = np.zeros((50, 50, 3), dtype=np.uint8)
+    region[4:6, 4:6] = 200
+    out = pixelate(region)
+    assert (out[:10, :10] == 200).all()  # a 10x10 mean would be 8
+    assert not out[10:].any() and not out[:, 10:].any()
+
+
+def test_pixelate_without_opencv_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` raises ImportError
+    with pytest.raises(CosmosError) as err:
+        pixelate(np.zeros((20, 20, 3), dtype=np.uint8))
+    assert "opencv-python-headless" in str(err.value) and "pip install 'cosmos-ar-cli[guardrail]'" in str(err.value)
 
 
 def test_pixelate_keeps_a_flat_region():

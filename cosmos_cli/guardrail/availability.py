@@ -20,8 +20,11 @@ GUARDRAIL_OFF_WARNING = (
 )
 """Printed by ``generate --guardrail off`` and ``serve --guardrail off``."""
 
-_EXTRA_HINT = "run: pip install 'cosmos-ar-cli[guardrail]'"
-_PACKAGES = {"blocklist": ("better_profanity", "nltk"), "full": ("better_profanity", "nltk", "peft")}
+EXTRA_HINT = "run: pip install 'cosmos-ar-cli[guardrail]'"
+_PACKAGES = {"blocklist": ("better_profanity", "nltk"), "full": ("better_profanity", "nltk", "cv2")}
+"""The ``guardrail`` extra's import names per mode (peft, for Aegis, is a core dependency)."""
+_DISTRIBUTIONS = {"cv2": "opencv-python-headless"}
+"""What ``pip`` calls a package whose import name differs."""
 
 
 def check_guardrail_available(mode: str, guardrail_dir: Path) -> None:
@@ -37,7 +40,8 @@ def check_guardrail_available(mode: str, guardrail_dir: Path) -> None:
         return
     missing = [name for name in _PACKAGES[mode] if importlib.util.find_spec(name) is None]
     if missing:
-        raise CosmosError(f"the guardrail needs {', '.join(missing)} (not installed)", _EXTRA_HINT)
+        names = ", ".join(_DISTRIBUTIONS.get(name, name) for name in missing)
+        raise CosmosError(f"the guardrail needs {names} (not installed)", EXTRA_HINT)
     layout = GuardrailLayout(Path(guardrail_dir))
     absent = None if layout.root.is_dir() else layout.root
     absent = absent or layout.blocklist_missing()

@@ -7,9 +7,9 @@ alone; each face is shrunk to 5x5 with bilinear sampling and blown back up with 
 Where this differs from NVIDIA's code: boxes are clipped to the frame *before* the 20-pixel test and empty
 boxes are skipped (NVIDIA tests first, so a box lying outside the frame reaches ``cv2.resize`` empty and
 crashes).
-The resampling is numpy instead of OpenCV: the same fixed-point ``INTER_LINEAR`` / ``INTER_NEAREST``
-arithmetic, identical to opencv-python-headless 5.0 on 400 test regions (OpenCV itself is not a dependency).
-Frames go through the detector in batches rather than one at a time.
+Frames go through the detector in batches rather than one at a time. The resampling is ``cv2.resize``
+itself (opencv-python-headless, in the ``guardrail`` extra), as in NVIDIA's ``pixelate_face``: OpenCV's
+fixed-point bilinear arithmetic is exact only in OpenCV (a numpy copy of it drifted on large regions).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cosmos_cli.errors import CosmosError
+from cosmos_cli.guardrail.availability import EXTRA_HINT
 from cosmos_cli.guardrail.retinaface import RE50_CONFIG, RetinaFace, decode_boxes, nms, prior_boxes
 from cosmos_cli.models.state_dict import check_state_dict
 
@@ -30,43 +32,23 @@ BGR_MEANS = (104.0, 117.0, 123.0)
 BATCH_FRAMES = 8
 
 
-RESIZE_COEF_BITS = 11
-"""OpenCV's ``INTER_RESIZE_COEF_BITS``: uint8 bilinear weights are 11-bit fixed point."""
-
-
-def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``cv2.INTER_LINEAR`` taps along one axis: left and right source index, their fixed-point weights.
-
-    Sample positions are computed in float32 and clamped at the borders as in OpenCV's ``resize``.
-    """
-    pos = ((np.arange(dst) + 0.5) * (src / dst) - 0.5).astype(np.float32)
-    left = np.floor(pos).astype(np.int64)
-    frac = (pos - left).astype(np.float32)
-    before = left < 0
-    frac[before], left[before] = 0, 0
-    after = left >= src - 1
-    frac[after], left[after] = 0, src - 1
-    one = np.float32(1 << RESIZE_COEF_BITS)
-    w_right = np.rint(frac * one).astype(np.int64)
-    w_left = np.rint((np.float32(1) - frac) * one).astype(np.int64)
-    return left, np.minimum(left + 1, src - 1), w_left, w_right
+def _cv2():
+    """OpenCV, imported on first use: the stage and its profiling stand-in load without it (they pixelate
+    nothing until a face is found); ``check_guardrail_available`` names the extra before a run starts."""
+    try:
+        import cv2
+    except ImportError as err:
+        raise CosmosError("face pixelation needs opencv-python-headless (not installed)", EXTRA_HINT) from err
+    return cv2
 
 
 def pixelate(region: np.ndarray, blocks: int = PIXEL_BLOCKS) -> np.ndarray:
-    """NVIDIA's ``pixelate_face`` on a uint8 (H, W, C) region, without OpenCV.
-
-    ``cv2.resize(region, (blocks, blocks), INTER_LINEAR)`` in OpenCV's integer arithmetic (horizontal pass,
-    then the vertical pass with its rounding shifts), then ``INTER_NEAREST`` back up, which maps destination
-    pixel d to source ``floor(d * blocks / size)``.
-    """
-    h, w = region.shape[:2]
-    top, bottom, w_top, w_bottom = _linear_taps(h, blocks)
-    left, right, w_left, w_right = _linear_taps(w, blocks)
-    data = region.astype(np.int64)
-    rows = data[:, left] * w_left[None, :, None] + data[:, right] * w_right[None, :, None]
-    small = ((w_top[:, None, None] * (rows[top] >> 4)) >> 16) + ((w_bottom[:, None, None] * (rows[bottom] >> 4)) >> 16)
-    small = np.clip((small + 2) >> 2, 0, 255).astype(region.dtype)
-    return small[(np.arange(h) * blocks) // h][:, (np.arange(w) * blocks) // w]
+    """NVIDIA's ``pixelate_face`` on a uint8 (H, W, C) region: ``cv2.resize`` to ``blocks`` x ``blocks`` with
+    ``INTER_LINEAR``, then back to (W, H) with ``INTER_NEAREST`` (constant blocks)."""
+    cv2 = _cv2()
+    height, width = region.shape[:2]
+    small = cv2.resize(region, (blocks, blocks), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def pixelate_boxes(frame: np.ndarray, boxes: np.ndarray, min_size: int = MIN_FACE_SIZE) -> int:

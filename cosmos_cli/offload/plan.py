@@ -27,7 +27,6 @@ fits.
 from __future__ import annotations
 
 import itertools
-import json
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -391,8 +390,7 @@ def shape_from_checkpoints(
     args = resolve_model_args(layout.ar_dir)
     t5_config = None
     if args.cross_attn_every_k_layers:
-        t5_file = layout.t5_dir / "config.json"
-        t5_config = _t5_encoder_config(json.loads(t5_file.read_text())) if t5_file.exists() else dict(T5_11B)
+        t5_config = _hf_sizes("T5Config", layout.t5_dir, _T5_SIZES, dict(T5_11B))
     dd_files = layout.dd_dir / "model.pt", layout.cv_dir / "decoder.jit"
     if diffusion_decoder is None:
         diffusion_decoder = all(p.exists() for p in dd_files) or not layout.ar_dir.exists()
@@ -403,9 +401,9 @@ def shape_from_checkpoints(
     guard = GuardrailLayout(layout.guardrail_dir)
     llama, siglip, lora = dict(REAL.llama), dict(REAL.siglip_vision), dict(REAL.lora)
     if guardrail == "full":
-        llama = _hf_config(guard.llamaguard_snapshot(), llama)
-        siglip = _hf_config(guard.siglip_snapshot(), siglip, "vision_config")
-        lora = _hf_config(guard.aegis_adapter_snapshot(), lora, file="adapter_config.json")
+        llama = _hf_sizes("LlamaConfig", guard.llamaguard_snapshot(), _LLAMA_SIZES, llama)
+        siglip = _hf_sizes("SiglipVisionConfig", guard.siglip_snapshot(), _SIGLIP_SIZES, siglip)
+        lora = _lora_sizes(guard.aegis_adapter_snapshot(), lora)
     dtype = "bf16" if text_encoder_dtype in (None, "bf16") else "fp32"
     dv = [layout.dv_encoder, layout.dv_decoder]
     cv = [layout.cv_dir / "decoder.jit"]
@@ -425,22 +423,40 @@ def shape_from_checkpoints(
     )
 
 
-def _t5_encoder_config(data: dict) -> dict:
-    keys = ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size", "feed_forward_proj",
-            "relative_attention_num_buckets", "relative_attention_max_distance")  # fmt: skip
-    return {k: data[k] for k in keys if k in data}
+_T5_SIZES = ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size", "feed_forward_proj",
+             "relative_attention_num_buckets", "relative_attention_max_distance")  # fmt: skip
+_LLAMA_SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "vocab_size", "rms_norm_eps")  # fmt: skip
+_SIGLIP_SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
+                 "patch_size", "num_channels")  # fmt: skip
+"""The fields of each Hugging Face config that the meta-device builds above depend on."""
 
 
-def _hf_config(snapshot: Path | None, default: dict, section: str | None = None, file: str = "config.json") -> dict:
-    """A Hugging Face config (or one section of it) when the snapshot is downloaded, else ``default``."""
-    if snapshot is None or not (snapshot / file).exists():
+def _hf_sizes(config_class: str, folder: Path | None, keys: tuple[str, ...], default: dict) -> dict:
+    """``keys`` of the downloaded model's config, read by transformers' own ``config_class.from_pretrained``
+    (its defaults for fields the file leaves out, SigLIP's ``vision_config`` out of the whole-model config);
+    ``default`` (the released sizes) while the model is not downloaded."""
+    if folder is None or not (folder / "config.json").is_file():
         return default
-    data = json.loads((snapshot / file).read_text())
-    data = data.get(section, {}) if section else data
-    if file == "adapter_config.json":
-        return {"r": data.get("r", default["r"]), "target_modules": data.get("target_modules", [])}
-    known = set(default) | {"num_key_value_heads", "vocab_size", "num_channels", "rms_norm_eps"}
-    return {k: v for k, v in data.items() if k in known} or default
+    import transformers
+
+    from cosmos_cli.stages.text_encoder import quiet_transformers
+
+    with quiet_transformers():
+        config = getattr(transformers, config_class).from_pretrained(folder)
+    return {key: getattr(config, key) for key in keys}
+
+
+def _lora_sizes(folder: Path | None, default: dict) -> dict:
+    """The Aegis adapter's rank and target modules from its ``adapter_config.json`` (peft's ``PeftConfig``),
+    ``default`` while it is not downloaded."""
+    if folder is None or not (folder / "adapter_config.json").is_file():
+        return default
+    from peft import PeftConfig
+
+    config = PeftConfig.from_pretrained(folder)
+    targets = config.target_modules
+    return {"r": config.r, "target_modules": [targets] if isinstance(targets, str) else sorted(targets or ())}
 
 
 # ---- strategies ----------------------------------------------------------------------------------
