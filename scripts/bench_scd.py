@@ -5,6 +5,8 @@ GPU (the numbers in docs/speculative-decoding.md; about 10 minutes on one H100):
     python scripts/bench_scd.py --preset 5b-video2world --out bench_scd.json
 CPU smoke run (seconds; the tiny preset at every step):
     python scripts/bench_scd.py --preset tiny --device cpu --sections verify,entropy --samples 2 --out /tmp/s.json
+Verify cost up to K=128 for each weight format (GPU, a few minutes):
+    python scripts/bench_scd.py --sections verify-cost --quantization bf16,int8,fp8 --out bench_scd_cost.json
 CPU with the trained model (a few minutes):
     python scripts/bench_scd.py --preset tiny --device cpu --sections trained --train-seconds 150
 
@@ -162,6 +164,60 @@ def top_p_ms(args: ModelArgs, window: int, params, method: str, device: torch.de
     return time_ms(as_graph(lambda: target_probs(logits, params, method), device), device, repeats)
 
 
+# ---- section 1b: verify cost up to K=128 under each --quantization -------------------------------------------
+@torch.no_grad()
+def verify_cost_section(args: ModelArgs, a, device: torch.device, dtype: torch.dtype) -> dict:
+    """Model forward of K tokens (CUDA graph, no compile) at context ``--context`` for each weight format,
+    against the same forward of one token; top-p over K x V alone; optionally whole SCD iterations (compiled,
+    as ``verify``) for ``--iteration-windows``. Where the forward of K tokens stops costing about one token's,
+    the verify pass has stopped being bound by the weight bytes."""
+    from scripts.bench_ar import build
+
+    context_tokens = min(a.context, args.max_seq_len - 1)
+    last = context_tokens - 1
+    params = SamplingParams(1.0, args.default_top_p)
+    report = {"context": context_tokens, "windows": a.cost_windows, "modes": {}, "top_p_ms": {}}
+    for window in a.cost_windows:
+        report["top_p_ms"][window] = top_p_ms(args, window, params, "sort", device, a.repeats)
+    for mode in a.quantization.split(","):
+        model = build(args, mode, dtype, device)
+        model.setup_caches(1, dtype, device)
+        for layer in model.layers:  # random keys/values: the attention reads real-looking data
+            layer.attention.kv_cache.k.normal_()
+            layer.attention.kv_cache.v.normal_()
+        ctx = random_context(args, device)
+        if ctx is not None:
+            model.set_context(ctx.to(dtype))
+        fwd = {k: forward_ms(model, k, last, device, a.repeats) for k in [1, *a.cost_windows]}
+        entry = {"forward_ms": fwd, "forward_ratio": {k: v / fwd[1] for k, v in fwd.items()}, "iterations": []}
+        print(mode, json.dumps(entry), flush=True)
+        model.free_caches()
+        if a.iteration_windows and device.type == "cuda":
+            prompt = random_prompt(args, context_tokens - a.steps, device)
+            seeds = torch.zeros(1, dtype=torch.long)
+            ar = ARGenerator(model, compile=not a.no_compile)
+            ar.generate(prompt, a.steps, params, seeds, context=ctx)
+            ar.generate(prompt, a.steps, params, seeds, context=ctx)
+            entry["decode_step_ms"] = ar.stats.ms_per_token
+            del ar
+            for window in a.iteration_windows:
+                gen = SpeculativeGenerator(model, window=window, draft="uniform", compile=not a.no_compile)
+                gen.generate(prompt, a.steps, params, seeds, context=ctx)
+                gen.generate(prompt, a.steps, params, seeds, context=ctx)
+                run = gen._replay_fn(params, prompt.shape[1] + a.steps)
+                ms = time_ms(run, device, a.repeats)
+                entry["iterations"].append({"window": window, "iteration_ms": ms,
+                                            "ratio_to_decode_step": ms / entry["decode_step_ms"]})  # fmt: skip
+                print(mode, json.dumps(entry["iterations"][-1]), flush=True)
+                del gen
+            model.free_caches()
+        report["modes"][mode] = entry
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return report
+
+
 # ---- sections 2 and 3: steps saved on models with structure -----------------------------------------------
 def decode_runs(model, args, prompts, num_new, params, windows, drafts, device, context) -> dict:
     """Sequential vs SCD on each prompt (batch 1): tokens per forward, acceptance, wall-clock."""
@@ -297,6 +353,9 @@ def main() -> None:
     p.add_argument("--sections", default="verify,entropy,trained")
     p.add_argument("--windows", type=_ints, default=[8, 16, 32, 64], help="K for the verify section")
     p.add_argument("--bisect-windows", type=_ints, default=[32], help="K timed again with sort-free top-p")
+    p.add_argument("--cost-windows", type=_ints, default=[8, 16, 32, 64, 96, 128], help="K for verify-cost")
+    p.add_argument("--quantization", default="bf16", help="verify-cost: comma-separated bf16,int8,fp8")
+    p.add_argument("--iteration-windows", type=_ints, default=[], help="verify-cost: K timed as whole iterations")
     p.add_argument("--context", type=int, default=8961, help="tokens in the cache for the verify section")
     p.add_argument("--steps", type=int, default=256, help="tokens generated before timing (verify section)")
     p.add_argument("--repeats", type=int, default=50)
@@ -325,6 +384,10 @@ def main() -> None:
     }
     if "verify" in sections:
         report["verify"] = verify_section(args, a, device, dtype)
+    if "verify-cost" in sections:
+        report["verify_cost"] = verify_cost_section(args, a, device, dtype)
+        with open(a.out, "w") as f:
+            json.dump(report, f, indent=2)
     if "entropy" in sections:
         report["entropy"] = entropy_section(a, device)
     if "trained" in sections:
@@ -345,6 +408,20 @@ def print_tables(report: dict) -> None:
                 f"{r['window']:>4}{r['top_p_method']:>8}{r['iteration_ms']:>9.3f}{r['ratio_to_decode_step']:>7.2f}"
                 f"{r['forward_ms']:>9.3f}{r['forward_ratio']:>9.2f}{r['top_p_ms']:>10.3f}"
             )
+    if "verify_cost" in report:
+        v = report["verify_cost"]
+        modes = list(v["modes"])
+        print(f"\nverify cost at context {v['context']}: forward of K tokens (ms, CUDA graph) and ratio to 1 token")
+        print(f"{'K':>4}" + "".join(f"{m + ' ms':>12}{'x1':>6}" for m in modes) + f"{'top-p ms':>10}")
+        for k in [1, *v["windows"]]:
+            cells = "".join(
+                f"{v['modes'][m]['forward_ms'][k]:>12.3f}{v['modes'][m]['forward_ratio'][k]:>6.2f}" for m in modes
+            )
+            print(f"{k:>4}{cells}{v['top_p_ms'].get(k, float('nan')):>10.3f}")
+        for m in modes:
+            for r in v["modes"][m]["iterations"]:
+                print(f"  {m} SCD iteration K={r['window']}: {r['iteration_ms']:.3f} ms = "
+                      f"{r['ratio_to_decode_step']:.2f}x its decode step")  # fmt: skip
     blocks = []
     if "entropy" in report:
         blocks += [(f"random, logit scale {s['logit_scale']}", s) for s in report["entropy"]["scales"]]

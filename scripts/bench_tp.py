@@ -93,7 +93,9 @@ def run_tp(ctx: DistContext, args: ModelArgs, tp: int, a, dtype: torch.dtype) ->
     prompt = torch.randint(0, args.video_vocab_size, (a.batch, prompt_len), generator=gen)
     if args.has_bov:
         prompt[:, 0] = args.bov_token
-    context = torch.randn(a.batch, args.context_len, args.context_dim, generator=gen).to(device, dtype)
+    context = None
+    if args.cross_attn_every_k_layers:
+        context = torch.randn(a.batch, args.context_len, args.context_dim, generator=gen).to(device, dtype)
     prompt = prompt.to(device)
     steps = min(a.steps, args.num_video_tokens - latent_t * args.tokens_per_frame)
     seeds = torch.zeros(a.batch, dtype=torch.long)

@@ -65,7 +65,7 @@ def setup(args, device, dtype, batch: int = 1):
         prompt[:, 0] = args.bov_token
     gen = torch.Generator(device="cpu").manual_seed(1)
     context = None
-    if args.context_dim:
+    if args.cross_attn_every_k_layers:
         context = torch.randn(batch, args.context_len, args.context_dim, generator=gen).to(device)
     return prompt, context
 

@@ -162,3 +162,94 @@ def test_dd_seed_fixes_the_decoder_noise_and_nvidia_spellings_run(tiny_checkpoin
         videos[name] = read_mp4(tmp_path / name / f"{name}.mp4")
     assert np.array_equal(videos["a"], videos["b"])  # greedy tokens, same decoder noise
     assert not np.array_equal(videos["a"], videos["c"])  # only the decoder's seed differs
+
+
+def test_rerun_skips_only_the_same_request(tiny_checkpoints, tmp_path, capsys):
+    clips = shared_path("data", "clips")
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(clips / "batch_inputs_0.mp4", clip)
+    out = tmp_path / "out"
+    base = ["--input", str(clip), "--prompt", PROMPT, "--output-dir", str(out), "--disable-diffusion-decoder"]
+    assert generate(tiny_checkpoints, *base, "--seed", "1") == 0
+    video, record = out / "clip" / "clip.mp4", out / "clip" / "generation.json"
+    first = (video.stat().st_mtime_ns, record.read_text())
+    capsys.readouterr()
+    assert generate(tiny_checkpoints, *base, "--seed", "1", "--batch-size", "2") == 0  # same request: skipped
+    assert "already done" in capsys.readouterr().out
+    for changed, says in [
+        (["--seed", "2"], "seed 1 -> 2"),
+        (["--seed", "1", "--temperature", "0.5"], "temperature 1.0 -> 0.5"),
+        (["--seed", "1", "--top-p", "0.55"], "top_p"),
+        (["--seed", "1", "--prompt", "another prompt"], "prompt"),
+        (["--seed", "1", "--fps", "10"], "fps 25.0 -> 10.0"),
+    ]:
+        assert generate(tiny_checkpoints, *base, *changed) == 2, changed
+        err = capsys.readouterr().err
+        assert "holds a video made for another request" in err and says in err, err
+        assert "--overwrite" in err and "--output-dir" in err and "Traceback" not in err
+    shutil.copy(clips / "batch_inputs_1.mp4", clip)  # same name, other content
+    assert generate(tiny_checkpoints, *base, "--seed", "1") == 2
+    assert "input file content" in capsys.readouterr().err
+    assert (video.stat().st_mtime_ns, record.read_text()) == first  # nothing was touched
+    assert generate(tiny_checkpoints, *base, "--seed", "2", "--overwrite") == 0
+    assert json.loads(record.read_text())["request"]["seed"] == 2
+
+
+def test_batch_sample_for_another_request_fails_alone(tiny_checkpoints, tmp_path):
+    clips = shared_path("data", "clips")
+    lines = [{"prompt": PROMPT, "visual_input": str(clips / f"batch_inputs_{i}.mp4")} for i in range(2)]
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("\n".join(json.dumps(line) for line in lines))
+    out = tmp_path / "out"
+    argv = ["--batch-input", str(batch), "--output-dir", str(out), "--disable-diffusion-decoder"]
+    assert generate(tiny_checkpoints, *argv) == 0
+    lines[1]["seed"] = 7
+    batch.write_text("\n".join(json.dumps(line) for line in lines))
+    assert generate(tiny_checkpoints, *argv) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["samples"]] == ["skipped", "failed"]
+    assert "seed 0 -> 7" in summary["samples"][1]["error"] and summary["samples"][1]["exit_code"] == 2
+    assert json.loads((out / "001_batch_inputs_1" / "generation.json").read_text())["request"]["seed"] == 0
+
+
+def test_non_ascii_names_get_their_own_folders(tiny_checkpoints, tmp_path):
+    from cosmos_cli.pipeline.samples import sample_name
+
+    assert sample_name("clip one") == "clip_one" and sample_name("input") == "input"  # ASCII names as before
+    assert sample_name("日本") != sample_name("中文")
+    assert sample_name("日本").startswith("sample-") and sample_name("café").startswith("caf-")
+    clips = shared_path("data", "clips")
+    out = tmp_path / "out"
+    folders = []
+    for i, name in enumerate(("日本.mp4", "中文.mp4")):
+        shutil.copy(clips / f"batch_inputs_{i}.mp4", tmp_path / name)
+        argv = ["--input", str(tmp_path / name), "--prompt", PROMPT, "--output-dir", str(out),
+                "--disable-diffusion-decoder"]  # fmt: skip
+        assert generate(tiny_checkpoints, *argv) == 0
+        folders.append(sample_name(name.removesuffix(".mp4")))
+    assert sorted(p.name for p in out.iterdir()) == sorted(folders)
+    for folder in folders:
+        assert read_mp4(out / folder / f"{folder}.mp4").shape[0] == 33
+
+
+def test_full_disk_is_exit_2_and_leaves_no_unplayable_file(tiny_checkpoints, tmp_path, capsys):
+    from tests.small_fs import fill, small_tmpfs
+
+    clips = shared_path("data", "clips")
+    with small_tmpfs(tmp_path / "small", "4k") as disk:  # the tiny mp4 is ~5 KB, its failure record ~3 KB
+        argv = ["--input", str(clips / "input.mp4"), "--prompt", PROMPT, "--output-dir", str(disk / "out"),
+                "--disable-diffusion-decoder"]  # fmt: skip
+        assert generate(tiny_checkpoints, *argv) == 2
+        err = capsys.readouterr().err
+        assert f"disk full at {disk / 'out' / 'input'}/" in err and "Traceback" not in err  # the mp4 or its record
+        assert not list(disk.rglob("*.mp4")) and not list(disk.rglob("*.partial-*"))
+        record = disk / "out/input/generation.json"
+        assert not record.exists() or json.loads(record.read_text())["status"] == "failed"
+        fill(disk)  # now not even the records fit
+        batch = tmp_path / "batch.jsonl"
+        batch.write_text(json.dumps({"prompt": PROMPT, "visual_input": str(clips / "batch_inputs_0.mp4")}))
+        argv = ["--batch-input", str(batch), "--output-dir", str(disk / "b"), "--disable-diffusion-decoder"]
+        assert generate(tiny_checkpoints, *argv) == 2
+        assert f"disk full at {disk / 'b' / 'summary.json'}" in capsys.readouterr().err
+        left = {str(p.relative_to(disk)) for p in disk.rglob("*") if p.is_file()}
+        assert left <= {"filler", "out/input/generation.json"}, left  # nothing of the batch, no partials

@@ -161,13 +161,26 @@ def test_corrupt_video_is_422_with_the_cli_message(client, server, tmp_path, mon
         ({"num_input_frames": 5}, "num_input_frames must be 1 or 9"),
         ({"top_p": 1.5}, "top_p must be in (0, 1]"),
         ({"seed": "x"}, "seed must be an integer"),
+        ({"seed": str(2**70)}, "seed must be in [0, 2**63)"),
+        ({"temperature": "-1"}, "temperature must be 0 or more"),
         ({"steps": 3}, "unknown form field 'steps'"),
+        ({"num_frames": 50}, "num_frames must be 33 + 24k (33, 57, 81, ..., 273), got 50"),
+        ({"num_frames": 297}, "num_frames 297 is above the cap of 273 frames"),
     ],
 )
 def test_bad_fields_are_422(client, fields, message):
     response = submit(client, shared_path("data", "clips", "input.jpg"), **fields)
     assert response.status_code == 422
     assert response.json()["error"]["message"].startswith(message)
+
+
+def test_num_frames_gives_a_longer_video(client, tmp_path):
+    response = submit(client, shared_path("data", "clips", "input.mp4"), num_frames=57, seed=1)
+    assert response.status_code == 202
+    job = wait(client, response.json()["id"])
+    assert job["status"] == "succeeded" and job["params"]["num_frames"] == 57
+    (tmp_path / "long.mp4").write_bytes(client.get(f"/v1/generations/{job['id']}/video").content)
+    assert read_mp4(tmp_path / "long.mp4").shape[0] == 57
 
 
 def test_five_concurrent_submissions_each_get_their_own_video(client, server, tmp_path):
@@ -318,3 +331,44 @@ def test_list_gives_the_most_recent_jobs_in_submission_order(tmp_path):
     assert [j.id for j in store.claim(3)] == ["a", "c"]  # one batch decodes one way; b waits for the next
     assert [j.id for j in store.recent("queued")] == ["b"]
     store.close()
+
+
+def test_second_server_on_the_same_jobs_dir_refuses(tiny_checkpoints, server, client):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "cosmos_cli", "serve", "--port", "0", "--jobs-dir", str(server.jobs_dir),
+            *serve_args(tiny_checkpoints)]  # fmt: skip
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert second.returncode == 2, second.stderr
+    line = second.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    assert f"is in use by another server (pid {server.process.pid} on {socket.gethostname()}" in line
+    assert "--jobs-dir" in line
+    # the first server is untouched and still works
+    job = wait(client, submit(client, shared_path("data", "clips", "input.jpg")).json()["id"])
+    assert job["status"] == "succeeded"
+
+
+def test_sigterm_puts_the_running_job_back_in_the_queue(tiny_checkpoints, tmp_path):
+    clip = shared_path("data", "clips", "input.mp4")
+    jobs = tmp_path / "jobs"
+    running = LocalServer(serve_args(tiny_checkpoints), jobs, KEY, tmp_path / "serve.log").start()
+    try:
+        with httpx.Client(base_url=running.url, headers=running.headers, timeout=60) as c:
+            ids = [submit(c, clip).json()["id"] for _ in range(3)]
+            deadline = time.monotonic() + 60
+            while c.get(f"/v1/generations/{ids[0]}").json()["status"] == "queued" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert running.stop() in (0, -15)  # SIGTERM; uvicorn re-raises it after its graceful shutdown
+    finally:
+        if running.process.poll() is None:
+            running.kill()
+    with sqlite3.connect(jobs / "jobs.sqlite3") as db:
+        rows = {r[0]: r[1:] for r in db.execute("SELECT id, status, attempts FROM jobs")}
+    assert rows[ids[0]] == ("queued", 0), (rows, running.log_tail())  # stopped at a stage boundary, not lost
+    assert {rows[i] for i in ids[1:]} == {("queued", 0)}
+    assert not (jobs / "results" / ids[0]).exists()
+    assert f"job(s) {ids[0]} queued again" in running.log_tail(50)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from cosmos_cli.decode.drafts import DRAFT_NAMES, PreviousFrameDraft, UniformDraft, make_draft
+from cosmos_cli.decode.drafts import DRAFT_NAMES, DraftProposer, PreviousFrameDraft, UniformDraft, make_draft
 from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams, warped_probs
 from cosmos_cli.decode.speculative import (
@@ -14,29 +16,22 @@ from cosmos_cli.decode.speculative import (
     maximal_coupling,
     nucleus_probs_bisect,
 )
-from cosmos_cli.models.ar.weights import build_model
-from cosmos_cli.models.config import ModelArgs
-from tests.conftest import shared_path
+from tests.golden_sets import golden_params, load_golden
 
 GREEDY = SamplingParams(temperature=0.0)
 TOP_P = SamplingParams(1.0, 0.9)
 
 
-@pytest.fixture(scope="module")
-def golden():
-    folder = sorted(p.parent for p in shared_path("golden").glob("*/config.json"))[0]
-    args = ModelArgs.from_json(folder / "config.json")
-    model = build_model(args, weights=folder / "model.pt", dtype=torch.float32, device=torch.device("cpu"))
-    case = torch.load(folder / "case.pt", weights_only=False)
-    return model, case
+@pytest.fixture(params=golden_params())
+def golden(request):
+    """Every golden set, of either family (the base sets decode with ``context=None``)."""
+    return load_golden(request.param)
 
 
-def _scd(model, case, params, seeds, window=8, draft="prev-frame", n=None, batch=None):
-    prompt, context = case["prompt_tokens"], case["context"]
-    if batch:
-        prompt, context = prompt.repeat(batch, 1), context.repeat(batch, 1, 1)
-    gen = SpeculativeGenerator(model, window=window, draft=draft)
-    n = n or case["greedy_tokens"].shape[1]
+def _scd(golden, params, seeds, window=8, draft="prev-frame", n=None, batch=None):
+    prompt, context = golden.inputs(batch)
+    gen = SpeculativeGenerator(golden.model, window=window, draft=draft)
+    n = n or golden.case["greedy_tokens"].shape[1]
     return gen.generate(prompt, n, params, torch.as_tensor(seeds), context=context), gen
 
 
@@ -45,30 +40,53 @@ def _scd(model, case, params, seeds, window=8, draft="prev-frame", n=None, batch
 @pytest.mark.parametrize("window", [1, 2, 5, 32, 100])
 def test_greedy_scd_equals_greedy_sequential(golden, window, draft):
     """Windows past the cache's spare slots (32, 100 > 7) are clamped, not an error."""
-    model, case = golden
-    tokens, gen = _scd(model, case, GREEDY, [0], window, draft)
-    assert torch.equal(tokens, case["greedy_tokens"])
-    sequential = ARGenerator(model).generate(
-        case["prompt_tokens"], tokens.shape[1], GREEDY, torch.zeros(1, dtype=torch.long), context=case["context"]
+    tokens, gen = _scd(golden, GREEDY, [0], window, draft)
+    assert torch.equal(tokens, golden.case["greedy_tokens"])
+    prompt, context = golden.inputs()
+    sequential = ARGenerator(golden.model).generate(
+        prompt, tokens.shape[1], GREEDY, torch.zeros(1, dtype=torch.long), context=context
     )
     assert torch.equal(tokens, sequential)
-    if window > 1:
-        assert gen.stats.forwards[0] < tokens.shape[1] - 1
+    assert gen.stats.forwards[0] <= tokens.shape[1] - 1  # how many fewer depends on the set's tokens
+
+
+class _Oracle(DraftProposer):
+    """Drafts the golden greedy continuation itself: every draft is right, so whole windows commit."""
+
+    name = "oracle"
+
+    def __init__(self, vocab: int, sequence: torch.Tensor):
+        super().__init__(vocab)
+        self.sequence = sequence
+
+    def propose(self, seq, positions, known_end, seeds, key):
+        tokens = self.sequence.gather(1, positions.clamp(max=self.sequence.shape[1] - 1))
+        return tokens, torch.nn.functional.one_hot(tokens, self.vocab_size).float()
+
+
+@pytest.mark.parametrize("window", [2, 5, 100])
+def test_greedy_scd_with_right_drafts_commits_whole_windows(golden, window):
+    """On every family (base: no <bov>, drafts from position 0) a right draft is accepted in every slot."""
+    prompt, context = golden.inputs()
+    greedy = golden.case["greedy_tokens"]
+    oracle = _Oracle(golden.args.output_rows, torch.cat([prompt, greedy], dim=1))
+    gen = SpeculativeGenerator(golden.model, window=window, draft=oracle)
+    tokens = gen.generate(prompt, greedy.shape[1], GREEDY, torch.zeros(1, dtype=torch.long), context=context)
+    assert torch.equal(tokens, greedy)
+    assert gen.stats.forwards[0] == math.ceil((greedy.shape[1] - 1) / window)
 
 
 def test_greedy_batch_commits_per_sample(golden):
-    model, case = golden
-    tokens, gen = _scd(model, case, GREEDY, [0, 1, 2], window=16, batch=3)
-    assert torch.equal(tokens, case["greedy_tokens"].repeat(3, 1))
+    tokens, gen = _scd(golden, GREEDY, [0, 1, 2], window=16, batch=3)
+    assert torch.equal(tokens, golden.case["greedy_tokens"].repeat(3, 1))
     assert gen.stats.forwards == [gen.stats.forwards[0]] * 3
 
 
 # ---- sampling: seeds, batch company, statistics -------------------------------------------------------------
 def test_same_seed_same_tokens_and_independent_of_batch_company(golden):
-    model, case = golden
-    alone, _ = _scd(model, case, TOP_P, [5], n=40)
-    again, _ = _scd(model, case, TOP_P, [5], n=40)
-    pair, gen = _scd(model, case, TOP_P, [3, 5], n=40, batch=2)
+    alone, _ = _scd(golden, TOP_P, [5], n=40)
+    again, _ = _scd(golden, TOP_P, [5], n=40)
+    pair, gen = _scd(golden, TOP_P, [3, 5], n=40, batch=2)
     assert torch.equal(alone, again)
     assert torch.equal(pair[1:], alone)
     assert not torch.equal(pair[0], pair[1])
@@ -76,20 +94,18 @@ def test_same_seed_same_tokens_and_independent_of_batch_company(golden):
 
 
 def test_first_token_is_sampled_like_the_sequential_decoder(golden):
-    model, case = golden
-    scd, _ = _scd(model, case, TOP_P, [11], n=10)
-    sequential = ARGenerator(model).generate(
-        case["prompt_tokens"], 10, TOP_P, torch.tensor([11]), context=case["context"]
-    )
+    scd, _ = _scd(golden, TOP_P, [11], n=10)
+    prompt, context = golden.inputs()
+    sequential = ARGenerator(golden.model).generate(prompt, 10, TOP_P, torch.tensor([11]), context=context)
     assert scd[0, 0] == sequential[0, 0]
 
 
 def test_generator_reuse_and_statistics(golden):
-    model, case = golden
-    gen = SpeculativeGenerator(model, window=6, draft="uniform")
+    gen = SpeculativeGenerator(golden.model, window=6, draft="uniform")
     seen = []
-    kwargs = dict(context=case["context"].repeat(2, 1, 1), on_progress=seen.append, sync_every=3)
-    prompt, n = case["prompt_tokens"].repeat(2, 1), 30
+    prompt, context = golden.inputs(batch=2)
+    kwargs = dict(context=context, on_progress=seen.append, sync_every=3)
+    n = 30
     first = gen.generate(prompt, n, TOP_P, torch.tensor([1, 2]), **kwargs)
     second = gen.generate(prompt, n, TOP_P, torch.tensor([1, 2]), **kwargs)
     assert torch.equal(first, second)
@@ -107,7 +123,7 @@ def test_generator_reuse_and_statistics(golden):
 
 
 def test_bad_arguments(golden):
-    model, case = golden
+    model, case = golden.model, golden.case
     with pytest.raises(ValueError, match="window"):
         SpeculativeGenerator(model, window=0)
     with pytest.raises(ValueError, match="top_p_method"):
@@ -161,10 +177,10 @@ def test_bisect_top_p_matches_the_sort_rule(top_p, temperature):
 
 
 def test_bisect_top_p_in_the_decoder_gives_the_same_greedy_and_similar_samples(golden):
-    model, case = golden
-    gen = SpeculativeGenerator(model, window=8, top_p_method="bisect")
-    tokens = gen.generate(case["prompt_tokens"], 24, TOP_P, torch.tensor([4]), context=case["context"])
-    reference, _ = _scd(model, case, TOP_P, [4], n=24)
+    gen = SpeculativeGenerator(golden.model, window=8, top_p_method="bisect")
+    prompt, context = golden.inputs()
+    tokens = gen.generate(prompt, 24, TOP_P, torch.tensor([4]), context=context)
+    reference, _ = _scd(golden, TOP_P, [4], n=24)
     assert torch.equal(tokens, reference)
 
 
@@ -195,7 +211,7 @@ def test_uniform_draft_is_uniform_and_keyed():
 
 
 def test_make_generator_picks_the_decoder(golden):
-    model, _ = golden
+    model = golden.model
     assert isinstance(make_generator(model), ARGenerator)
     scd = make_generator(model, "scd", window=4, draft="uniform")
     assert isinstance(scd, SpeculativeGenerator) and scd.window == 4 and scd.drafts.name == "uniform"

@@ -349,3 +349,25 @@ def test_atomic_path_reports_an_unwritable_folder(tmp_path):
     with pytest.raises(BadInput, match=r"file\.txt is a file, not a folder"):
         with atomic_path(blocker / "out.mp4", overwrite=False):
             pass
+
+
+def test_writes_on_a_full_disk_leave_nothing_and_say_disk_full(tmp_path):
+    import json
+
+    from tests.small_fs import fill, small_tmpfs
+
+    frames = np.random.default_rng(0).integers(0, 256, (33, 64, 96, 3), dtype=np.uint8)  # ~200 KB of mp4
+    with small_tmpfs(tmp_path / "small", "64k") as disk:
+        target = disk / "out" / "video.mp4"
+        with pytest.raises(BadInput, match=f"disk full at {target}"):
+            write_mp4(frames, target)
+        assert not target.exists() and not list(disk.rglob("*.partial-*"))
+        fill(disk)
+        with pytest.raises(BadInput, match="disk full at .*generation.json"):
+            with atomic_path(disk / "generation.json", overwrite=True) as tmp:
+                tmp.write_text(json.dumps({"status": "succeeded", "pad": "x" * 8192}))
+        assert [p.name for p in disk.iterdir()] == ["filler"]  # the folder made for the mp4 went too
+        assert not list(disk.rglob("*.partial-*"))
+    small = frames[:, :16, :16]
+    write_mp4(small, tmp_path / "fine.mp4")  # the read-back check passes a good file
+    assert read_mp4(tmp_path / "fine.mp4").shape == (33, 16, 16, 3)

@@ -34,7 +34,6 @@ from cosmos_cli.commands.options import (
     OverwriteOpt,
     PlacementOpt,
     TextEncoderDtypeOpt,
-    check_text_encoder_dtype,
 )
 from cosmos_cli.errors import BadInput
 
@@ -58,14 +57,6 @@ NVIDIA_ALIASES = {
 }
 """NVIDIA's ``video2world.py`` flag -> ours (README shows the table)."""
 
-OFFLOAD_FLAGS = {
-    "offload_guardrail_models": ("text_guardrail", "video_guardrail"),
-    "offload_text_encoder_model": ("text_encoder",),
-    "offload_tokenizer": ("video_tokenizer",),
-    "offload_ar_model": ("ar_model",),
-    "offload_diffusion_decoder": ("diffusion_decoder",),
-}
-
 
 def translate_nvidia_flags(args: list[str]) -> list[str]:
     out = []
@@ -88,6 +79,9 @@ def command(
     checkpoint_dir: CheckpointDirOpt = DEFAULT_CHECKPOINT,
     ar_model_dir: ArModelDirOpt = DEFAULT_AR_MODEL_DIR,
     num_input_frames: Annotated[int, typer.Option("--num-input-frames", help="1 or 9 context frames.")] = 9,
+    num_frames: Annotated[
+        int, typer.Option("--num-frames", help="Output frames: 33 + 24k up to 273, by chunks (docs/long-videos.md).")
+    ] = 33,
     input_type: Annotated[str | None, typer.Option("--input-type", hidden=True)] = None,
     top_p: Annotated[
         float | None, typer.Option("--top-p", help="Nucleus mass; default: the model's tuned value (5B: 0.7).")
@@ -129,7 +123,10 @@ def command(
     decoding: Annotated[
         str, typer.Option("--decoding", help="sequential | scd (speculative coupled decoding, same distribution).")
     ] = "sequential",
-    scd_window: Annotated[int, typer.Option("--scd-window", help="Draft tokens verified per SCD pass.")] = 32,
+    scd_window: Annotated[int, typer.Option("--scd-window", help="Draft tokens verified per SCD pass (1-128).")] = 32,
+    quantization: Annotated[
+        str, typer.Option("--quantization", help="AR weights: bf16 | int8 | fp8 (weight-only, lossy; fp8: sm_89+).")
+    ] = "bf16",
     gpus: Annotated[
         int, typer.Option("--gpus", help="Processes (GPUs) on this node; > 1 relaunches via torchrun.")
     ] = 1,
@@ -144,9 +141,54 @@ def command(
     debug: DebugOpt = False,
 ) -> None:
     """Generate a 33-frame continuation of a clip (or image) for a prompt, or for every line of a JSONL batch."""
-    opts = dict(locals())
-    samples = _samples(opts)  # bad arguments and batch files fail here, once, before any process starts
-    _check_parallel(opts)
+    from cosmos_cli.request import GenerateRequest, LaunchRequest, SampleRequest, pipeline_config, validate
+
+    # Every flag becomes one typed request, checked once, before any process starts or any model loads.
+    config = pipeline_config(
+        offload_all=offload == OffloadAll.all,
+        offload_flags={
+            "offload_guardrail_models": offload_guardrail_models,
+            "offload_text_encoder_model": offload_text_encoder_model,
+            "offload_tokenizer": offload_tokenizer,
+            "offload_ar_model": offload_ar_model,
+            "offload_diffusion_decoder": offload_diffusion_decoder,
+        },
+        placement=placement,
+        disable_diffusion_decoder=disable_diffusion_decoder,
+        require_diffusion_decoder=diffusion_decoder,
+        checkpoint_dir=checkpoint_dir,
+        ar_model_dir=ar_model_dir,
+        device=device,
+        load_format=load_format,
+        compile=compile,
+        batch_size=max(batch_size, 1),
+        top_p=top_p,
+        temperature=temperature,
+        guardrail=guardrail.value,
+        dd_seed=dd_seed,
+        text_encoder_dtype=text_encoder_dtype,
+        fps=fps,
+        pad=pad,
+        decoding=decoding,
+        scd_window=scd_window,
+        quantization=quantization,
+    )
+    defaults = validate(SampleRequest(prompt=prompt or "", visual_input=input, seed=seed,
+                                      num_input_frames=num_input_frames, num_frames=num_frames,
+                                      name=video_save_name))  # fmt: skip
+    request = validate(
+        GenerateRequest(
+            samples=_samples(defaults, input, batch_input, prompt, config),
+            pipeline=config,
+            output_dir=output_dir,
+            batch_input=batch_input,
+            batch_size=None if batch_size == 0 else batch_size,
+            gpu_memory_budget=gpu_memory_budget,
+            overwrite=overwrite,
+            launch=LaunchRequest(gpus, tp, nnodes, node_rank, rdzv_endpoint, rdzv_backend),
+        )
+    )
+    _check_parallel(request)
     from cosmos_cli.parallel.launch import format_command, should_relaunch, torchrun_command
 
     if should_relaunch(gpus, nnodes):  # this process becomes torchrun's agent; the workers do the job
@@ -165,27 +207,33 @@ def command(
         os.environ[TORCHRUN_CMD_ENV] = format_command(cmd)
         relaunch(cmd, debug=debug)
         return
-    _generate_here(samples, **{k: v for k, v in opts.items() if k not in _LAUNCH_ONLY})
+    _generate_here(request)
 
 
-def _decoder_choice(opts: dict) -> bool | None:
-    """False: DV decoder; True: the diffusion decoder is required; None: used when its files exist."""
-    if opts["disable_diffusion_decoder"] and opts["diffusion_decoder"]:
-        raise BadInput("--diffusion-decoder and --disable-diffusion-decoder contradict", "pass one of them")
-    if opts["disable_diffusion_decoder"]:
-        return False
-    return True if opts["diffusion_decoder"] else None
+def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str | None, config) -> list:
+    """The samples of the command: the one ``--input``, or every line of ``--batch-input``."""
+    from cosmos_cli.request import SampleRequest, needs_prompt, read_jsonl
+
+    if (input is None) == (batch_input is None):
+        raise BadInput("give exactly one of --input or --batch-input", "see cosmos-cli generate --help")
+    if input is not None:
+        if prompt is None and needs_prompt(config.checkpoint_dir, config.ar_model_dir):
+            raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
+        return [defaults]
+    line_defaults = SampleRequest(
+        seed=defaults.seed, num_input_frames=defaults.num_input_frames, num_frames=defaults.num_frames
+    )
+    return read_jsonl(batch_input, line_defaults)
 
 
-def _check_parallel(opts: dict) -> None:
+def _check_parallel(request) -> None:
     """Process counts and ``--tp`` checked in the launching process, before any worker starts."""
     import os
     import warnings
 
-    if opts["gpus"] < 1 or opts["nnodes"] < 1:
-        raise BadInput("--gpus and --nnodes must be at least 1", "use --gpus 1 for one GPU")
-    world = int(os.environ.get("WORLD_SIZE", opts["gpus"] * opts["nnodes"]))
-    tp = opts["tp"]
+    launch = request.launch
+    world = int(os.environ.get("WORLD_SIZE", launch.gpus * launch.nnodes))
+    tp = launch.tp
     if tp is None:
         return
     if tp > 1 and world == 1:
@@ -200,64 +248,52 @@ def _check_parallel(opts: dict) -> None:
         warnings.simplefilter("ignore")
         from cosmos_cli.parallel.tp import check_tp
 
-    check_tp(resolve_model_args(CheckpointLayout(opts["checkpoint_dir"], opts["ar_model_dir"]).ar_dir), tp)
+    config = request.pipeline
+    check_tp(resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir), tp)
 
 
 TORCHRUN_CMD_ENV = "COSMOS_CLI_TORCHRUN_COMMAND"
-_LAUNCH_ONLY = {"gpus", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_backend", "debug", "input_type"}
 
 
-def _generate_here(samples: list, **opts) -> None:
+def _generate_here(request) -> None:
     """The job of one process: alone, or as one torchrun worker (TP group member / DP share)."""
     import os
 
     from cosmos_cli.parallel.dist import default_tp, distributed
 
-    tp = opts["tp"]
+    tp = request.launch.tp
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if tp is None:
         from cosmos_cli.checkpoints import CheckpointLayout
         from cosmos_cli.stages.ar_model import resolve_model_args
 
-        args = resolve_model_args(CheckpointLayout(opts["checkpoint_dir"], opts["ar_model_dir"]).ar_dir)
-        tp = default_tp(world, len(samples), args.n_kv_heads)
+        config = request.pipeline
+        args = resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir)
+        tp = default_tp(world, len(request.samples), args.n_kv_heads)
     with distributed(tp) as ctx:
-        _run(opts, samples, ctx)
+        _run(request, ctx)
 
 
-def _samples(opts: dict) -> list:
-    from cosmos_cli.pipeline.samples import read_batch, single_sample
-
-    input, batch_input, prompt = opts["input"], opts["batch_input"], opts["prompt"]
-    if (input is None) == (batch_input is None):
-        raise BadInput("give exactly one of --input or --batch-input", "see cosmos-cli generate --help")
-    if input is not None:
-        if prompt is None and not opts["ar_model_dir"].lower().endswith(("-4b", "-12b")):
-            raise BadInput("--prompt is required for Video2World models", 'add --prompt "what happens next"')
-        return [single_sample(prompt or "", input, opts["video_save_name"], opts["seed"], opts["num_input_frames"])]
-    return read_batch(batch_input, opts["seed"], opts["num_input_frames"])
-
-
-def _run(opts: dict, samples: list, ctx) -> None:
+def _run(request, ctx) -> None:
     import os
 
     from cosmos_cli.console import info, stdout, warn
     from cosmos_cli.parallel.data import shard_samples
     from cosmos_cli.parallel.link import link_for
-    from cosmos_cli.pipeline.pipeline import PipelineConfig, auto_batch_size
+    from cosmos_cli.pipeline.pipeline import auto_batch_size
     from cosmos_cli.pipeline.standins import open_pipeline
+    from cosmos_cli.quant.sizes import ar_weight_bytes
 
-    text_encoder_dtype, guardrail = opts["text_encoder_dtype"], opts["guardrail"]
-    check_text_encoder_dtype(text_encoder_dtype)
-    if guardrail == Guardrail.off:
+    config = request.pipeline
+    if config.guardrail == Guardrail.off.value:
         from cosmos_cli.guardrail import GUARDRAIL_OFF_WARNING
 
         warn(GUARDRAIL_OFF_WARNING)
-    all_samples = samples
-    builder, device = None, opts["device"]
+    samples = all_samples = request.to_samples()
+    builder = None
     if ctx is not None:
         samples = [s for _, s in shard_samples(samples, ctx.dims.dp_rank, ctx.dims.dp)]
-        device = str(ctx.device)
+        config.device = str(ctx.device)
         if ctx.dims.tp > 1:
             from functools import partial
 
@@ -265,44 +301,28 @@ def _run(opts: dict, samples: list, ctx) -> None:
 
             builder = partial(build_tp_model, tp_group=ctx.tp_group)
 
-    placements = _placements(opts["offload"], opts["placement"], opts)
-    batch_size = opts["batch_size"]
-    config = PipelineConfig(
-        checkpoint_dir=opts["checkpoint_dir"],
-        ar_model_dir=opts["ar_model_dir"],
-        device=device,
-        load_format=opts["load_format"],
-        compile=opts["compile"],
-        batch_size=max(batch_size, 1),
-        top_p=opts["top_p"],
-        temperature=opts["temperature"],
-        guardrail=guardrail.value,
-        diffusion_decoder=_decoder_choice(opts),
-        dd_seed=opts["dd_seed"],
-        text_encoder_dtype=text_encoder_dtype,
-        placements=placements,
-        fps=opts["fps"],
-        pad=opts["pad"],
-        decoding=opts["decoding"],
-        scd_window=opts["scd_window"],
-    )
     pipeline = open_pipeline(config, model_builder=builder, link=link_for(ctx))
     tp_size = ctx.dims.tp if ctx is not None else 1
-    if batch_size <= 0:
-        weights = pipeline.args.num_params() * (2 if pipeline.device.type == "cuda" else 4) // tp_size
+    auto_batch = request.batch_size is None
+    if auto_batch:
+        weights = ar_weight_bytes(pipeline.args, config.quantization, 2 if pipeline.device.type == "cuda" else 4)
+        weights //= tp_size
         config.batch_size = auto_batch_size(pipeline.args, max(len(samples), 1), pipeline.device, weights)
-    if opts["gpu_memory_budget"] is not None:
-        _fit_gpu_memory_budget(pipeline, opts["gpu_memory_budget"], placements, adjust_batch=batch_size <= 0)
+    if request.gpu_memory_budget is not None:
+        _fit_gpu_memory_budget(pipeline, request.gpu_memory_budget, config.placements, adjust_batch=auto_batch)
     where = f"{ctx.dims.world} processes (TP {tp_size} x DP {ctx.dims.dp})" if ctx is not None else str(pipeline.device)
     info(
         f"[bold]{pipeline.args.name}[/bold] on {where}, {len(all_samples)} sample(s), batch {config.batch_size}, "
-        f"decoder: {'diffusion' if pipeline.diffusion_decoder else 'DV8x16x16'}, guardrail: {guardrail.value}"
+        f"decoder: {'diffusion' if pipeline.diffusion_decoder else 'DV8x16x16'}, guardrail: {config.guardrail}"
     )
     launched = os.environ.get(TORCHRUN_CMD_ENV)
     extra = {"torchrun": launched} if launched else {}
     if ctx is not None:
         extra["parallel"] = {"world": ctx.dims.world, "tp": ctx.dims.tp, "dp": ctx.dims.dp}
-    results = pipeline.run(samples, opts["output_dir"], overwrite=opts["overwrite"], extra_record=extra)
+        if pipeline.dd_parallel is not None and pipeline.diffusion_decoder is not None:
+            dd = pipeline.dd_parallel.dims
+            extra["parallel"]["diffusion_decoder"] = {"cfg": dd.cfg, "sp": dd.sp}
+    results = pipeline.run(samples, request.output_dir, overwrite=request.overwrite, extra_record=extra)
     if ctx is not None:
         from cosmos_cli.parallel.dist import gather_objects
 
@@ -311,8 +331,8 @@ def _run(opts: dict, samples: list, ctx) -> None:
         results = [r for part in gather_objects(results, ctx) for r in part]
         order = {s.name: i for i, s in enumerate(all_samples)}
         results.sort(key=lambda r: order.get(r.name, 0))
-    if opts["batch_input"] is not None and (ctx is None or ctx.dims.is_main):
-        _write_summary(opts["output_dir"], results)
+    if request.batch_input is not None and (ctx is None or ctx.dims.is_main):
+        _write_summary(request.output_dir, results)
     _report(results, len(all_samples), ctx, stdout, warn)
 
 
@@ -344,32 +364,11 @@ def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], a
     from cosmos_cli.console import info
     from cosmos_cli.pipeline.plan import GIB, describe, fit_budget
 
-    if budget_gib <= 0:
-        raise BadInput(f"--gpu-memory-budget must be positive, got {budget_gib}", "give GiB, e.g. 24")
     chosen = fit_budget(pipeline, budget_gib, fixed=fixed, adjust_batch=adjust_batch)
     info(
         f"placement for {budget_gib:g} GiB: {describe(chosen.policy) or 'every stage on the GPU'} "
         f"(estimated peak {chosen.peak / GIB:.1f} GiB, batch {pipeline.config.batch_size})"
     )
-
-
-def _placements(offload: OffloadAll, placement: list[str] | None, flags: dict) -> dict[str, str]:
-    from cosmos_cli.pipeline.offload import PLACEMENTS, STAGE_NAMES, check_placement
-
-    chosen = dict.fromkeys(STAGE_NAMES, "cpu") if offload == OffloadAll.all else {}
-    for flag, stages in OFFLOAD_FLAGS.items():
-        if flags.get(flag):
-            chosen.update(dict.fromkeys(stages, "cpu"))
-    for item in placement or []:
-        stage, _, where = item.partition("=")
-        if stage not in STAGE_NAMES or where not in PLACEMENTS:
-            raise BadInput(
-                f"bad --placement {item!r}",
-                f"use STAGE=WHERE with STAGE in {', '.join(STAGE_NAMES)} and WHERE {'|'.join(PLACEMENTS)}",
-            )
-        check_placement(stage, where)
-        chosen[stage] = where
-    return chosen
 
 
 def _write_summary(output_dir: Path, results) -> None:

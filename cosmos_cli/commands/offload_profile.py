@@ -67,6 +67,9 @@ def command(
     text_encoder_dtype: TextEncoderDtypeOpt = None,
     compile: CompileOpt = True,
     device: DeviceOpt = None,
+    quantization: Annotated[
+        str, typer.Option("--quantization", help="AR weights: bf16 | int8 | fp8 (as generate --quantization).")
+    ] = "bf16",
     debug: DebugOpt = False,
 ) -> None:
     """Measure (or with --plan, estimate) GPU memory and time of each offloading strategy; recommend one."""
@@ -75,6 +78,9 @@ def command(
     from cosmos_cli.pipeline import plan as planning
 
     check_text_encoder_dtype(text_encoder_dtype)
+    from cosmos_cli.quant.linear import check_quantization
+
+    check_quantization(quantization, device, name_only=plan)  # a plan may be for another card
     if load_format not in ("auto", "dummy"):
         raise BadInput(f"unknown --load-format {load_format!r}", "use auto or dummy")
     on_gpu = device_is_cuda(device)
@@ -99,6 +105,7 @@ def command(
         guardrail=guardrail.value,
         diffusion_decoder=False if disable_diffusion_decoder else None,
         text_encoder_dtype=text_encoder_dtype,
+        quantization=quantization,
     )
     sizes = planning.stage_sizes(base)
     from cosmos_cli.pipeline.profile_view import measured_view, plan_view
@@ -167,7 +174,7 @@ def _plan_report(sizes, shape, budget: float, host: float | None) -> dict:
 
 def _flags(policy: dict) -> str:
     """``generate`` flags for a policy: NVIDIA's names where they match, ``--placement`` otherwise."""
-    from cosmos_cli.commands.generate import OFFLOAD_FLAGS
+    from cosmos_cli.request import OFFLOAD_FLAGS
 
     remaining = {k: v for k, v in policy.items() if v != "gpu"}
     if remaining and len(remaining) == len(policy) and set(remaining.values()) == {"cpu"}:
@@ -204,6 +211,7 @@ def _measure(params: dict, sizes, base, budget: float, host: float | None, save)
         guardrail=params["guardrail"].value,
         diffusion_decoder=False if params["disable_diffusion_decoder"] else None,
         text_encoder_dtype=params["text_encoder_dtype"],
+        quantization=params["quantization"],
         ar_tokens=params["ar_tokens"],
         dd_steps=params["dd_steps"],
         policies=policies,

@@ -34,7 +34,6 @@ from cosmos_cli.commands.options import (
     OffloadTokenizerOpt,
     PlacementOpt,
     TextEncoderDtypeOpt,
-    check_text_encoder_dtype,
 )
 from cosmos_cli.errors import BadInput
 
@@ -79,17 +78,33 @@ def command(
 
       cosmos-cli serve --batch-size 4 --placement diffusion_decoder=cpu    (127.0.0.1, no key)
     """
-    from cosmos_cli.commands.generate import _placements
+    from cosmos_cli.request import pipeline_config
     from cosmos_cli.serve.auth import load_api_key, require_key_for
 
-    if batch_size < 1:
-        raise BadInput(f"--batch-size must be 1 or more, got {batch_size}", "use 1 (one job at a time) or more")
     if max_upload_mb <= 0:
         raise BadInput(f"--max-upload-mb must be positive, got {max_upload_mb}", "use e.g. 200")
-    check_text_encoder_dtype(text_encoder_dtype)
+    config = pipeline_config(  # the same builder and checks as `generate`
+        offload_all=offload == OffloadAll.all,
+        offload_flags={
+            "offload_guardrail_models": offload_guardrail_models,
+            "offload_text_encoder_model": offload_text_encoder_model,
+            "offload_tokenizer": offload_tokenizer,
+            "offload_ar_model": offload_ar_model,
+            "offload_diffusion_decoder": offload_diffusion_decoder,
+        },
+        placement=placement,
+        disable_diffusion_decoder=disable_diffusion_decoder,
+        checkpoint_dir=checkpoint_dir,
+        ar_model_dir=ar_model_dir,
+        device=device,
+        load_format=load_format,
+        compile=compile,
+        batch_size=batch_size,
+        guardrail=guardrail.value,
+        text_encoder_dtype=text_encoder_dtype,
+    )
     api_key = load_api_key(api_key_file)
     require_key_for(host, api_key)
-    placements = _placements(offload, placement, locals())
     # Per-token progress bars would flood a server log; the API reports progress instead.
     os.environ.setdefault("COSMOS_CLI_NO_PROGRESS", "1")
     if guardrail == Guardrail.off:
@@ -98,23 +113,9 @@ def command(
 
         warn(GUARDRAIL_OFF_WARNING)
 
-    from cosmos_cli.pipeline.pipeline import PipelineConfig
     from cosmos_cli.pipeline.standins import open_pipeline
 
-    pipeline = open_pipeline(
-        PipelineConfig(
-            checkpoint_dir=checkpoint_dir,
-            ar_model_dir=ar_model_dir,
-            device=device,
-            load_format=load_format,
-            compile=compile,
-            batch_size=batch_size,
-            guardrail=guardrail.value,
-            diffusion_decoder=False if disable_diffusion_decoder else None,
-            text_encoder_dtype=text_encoder_dtype,
-            placements=placements,
-        )
-    )
+    pipeline = open_pipeline(config)
     _serve(pipeline, host, port, jobs_dir, batch_size, int(max_upload_mb * 2**20), api_key)
 
 
@@ -128,6 +129,7 @@ def _serve(pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_
     from cosmos_cli.serve.worker import GenerationWorker
 
     sock = _bind(host, port)
+    lock = _lock_jobs_dir(jobs_dir, sock)  # before recover(): a second server must touch nothing
     _configure_logging()
     log = logging.getLogger(LOGGER)
     store = JobStore(jobs_dir)
@@ -168,8 +170,22 @@ def _serve(pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_
     finally:
         sock.close()
         store.close()
+        lock.release()
     if fatal:
         raise fatal[0]
+
+
+def _lock_jobs_dir(jobs_dir: Path, sock):
+    """Hold ``jobs_dir`` for this server's life (``serve/dirlock.py``); a second server exits 2 here."""
+    from cosmos_cli.serve.dirlock import JobsDirLock
+
+    lock = JobsDirLock(jobs_dir)
+    try:
+        lock.acquire()
+    except BaseException:
+        sock.close()
+        raise
+    return lock
 
 
 def _bind(host: str, port: int):

@@ -137,8 +137,7 @@ class ARGenerator:
         if prompt_len + num_new > self.model.args.max_seq_len:
             raise ValueError(f"{prompt_len} + {num_new} tokens exceed max_seq_len {self.model.args.max_seq_len}")
         self.model.setup_caches(batch, self.dtype, self.device)
-        if context is not None:
-            self.model.set_context(context.to(self.device, self.dtype))
+        self.model.bind_context(None if context is None else context.to(self.device, self.dtype), batch)
         self._allocate(batch, prompt_len, num_new, seeds)
         self.stats = GenerationStats(warmup_s=self.stats.warmup_s if self._graphs else 0.0)
 

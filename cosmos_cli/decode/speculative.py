@@ -396,8 +396,7 @@ class SpeculativeGenerator:
         if length + self.window >= KEY_STRIDE:
             raise ValueError(f"sequences of {length} tokens exceed the noise key range ({KEY_STRIDE})")
         self.model.setup_caches(batch, self.dtype, self.device)
-        if context is not None:
-            self.model.set_context(context.to(self.device, self.dtype))
+        self.model.bind_context(None if context is None else context.to(self.device, self.dtype), batch)
         prompt = prompt.to(self.device)
         self._reset(prompt, num_new, seeds)
         s = self.state

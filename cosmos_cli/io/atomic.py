@@ -3,12 +3,14 @@
 Every file or folder cosmos-cli produces is first built under a private staging folder next to the target
 (same filesystem, so the final ``os.replace`` is a rename, not a copy) and renamed into place only when the
 writer finished without error. A crash, a bad input discovered halfway or Ctrl-C leaves no half-written
-output under the user's name; the staging folder is removed on every exit path but SIGKILL.
+output under the user's name; the staging folder is removed on every exit path but SIGKILL. A full disk
+(``ENOSPC``/``EDQUOT`` while writing) is the user's to fix: :class:`BadInput` "disk full at PATH", exit 2.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -16,6 +18,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cosmos_cli.errors import BadInput
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path) -> BadInput:
+    return BadInput(f"disk full at {path}", "free some space there, or write to another folder (--output-dir)")
+
+
+def nearly_full(folder: Path, margin: int = 2**20) -> bool:
+    """Less than ``margin`` bytes left for us in ``folder``'s filesystem: why a writer that reports no errno
+    (ffmpeg behind a pipe) most likely failed."""
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < margin
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
@@ -47,6 +65,8 @@ def _staging_dir(parent: Path, name: str) -> tuple[Path, list[Path]]:
         return Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent)), created
     except OSError as err:
         _remove_empty(created)
+        if err.errno in NO_SPACE:
+            raise disk_full(parent) from err
         reason = err.strerror or str(err)
         raise BadInput(
             f"cannot write to the output folder {parent}: {reason}", "choose a writable output location"
@@ -106,6 +126,10 @@ def atomic_path(path: Path, overwrite: bool) -> Iterator[Path]:
         refuse_existing(path, overwrite)  # something else may have created it meanwhile
         _commit(temp, path, staging)
         committed = True
+    except OSError as err:
+        if err.errno in NO_SPACE:
+            raise disk_full(path) from err
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if not committed:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from cosmos_cli.errors import BadInput
-from cosmos_cli.io.atomic import atomic_path
+from cosmos_cli.io.atomic import atomic_path, disk_full, nearly_full
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
@@ -37,7 +37,9 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 # One output frame per decoded frame, in presentation order, as torchvision.io.read_video returns them:
 # ffmpeg's default for a raw pipe is constant frame rate, which would duplicate or drop frames of a
 # variable-frame-rate clip and shift every index.
-_DECODE_PARAMS = ["-fps_mode", "passthrough", "-an", "-sn", "-dn"]
+# ``-xerror``: stop at the first decode error instead of concealing it (a concealed error gives frames from
+# the wrong place, or grey ones); the missing frames then show in the count check of read_video_window.
+_DECODE_PARAMS = ["-fps_mode", "passthrough", "-an", "-sn", "-dn", "-xerror"]
 
 ProgressFn = Callable[[int], None]
 """Called with the number of frames decoded since the last call (fits ``console.progress``'s advance)."""
@@ -112,6 +114,41 @@ def _open_stream(path: Path) -> tuple[VideoProbe, Iterator[bytes]]:
     return probe, frames
 
 
+@dataclass(frozen=True)
+class StreamCheck:
+    """What demuxing the video stream (no decoding) finds: its packet count and ffmpeg's error lines."""
+
+    packets: int
+    errors: list[str]
+
+
+def check_stream(path: Path) -> StreamCheck:
+    """Demux the first video stream without decoding (``-c copy``: the H.264/HEVC parser still checks
+    each packet): fast, and it reports what a decode would otherwise conceal, such as a truncated file
+    ("partial file") or overwritten bytes ("Invalid NAL unit size")."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path),
+           "-map", "0:v:0", "-c", "copy", "-f", "null", "-progress", "pipe:1", "-nostats", "-"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    frames = [line for line in done.stdout.splitlines() if line.startswith("frame=")]
+    packets = int(frames[-1].partition("=")[2] or 0) if frames else 0
+    errors = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    if done.returncode != 0 and not errors:
+        errors = [f"ffmpeg exited with status {done.returncode}"]
+    return StreamCheck(packets, errors)
+
+
+def _corrupt(path: Path, decoded: int, expected: int, errors: list[str]) -> BadInput:
+    cause = f"; ffmpeg: {errors[0].split('] ', 1)[-1]}" if errors else ""
+    return BadInput(
+        f"{path}: corrupt or truncated: decoded {decoded} of {expected} frames{cause}",
+        "re-export or re-download the clip",
+    )
+
+
 def probe_video(path: Path) -> VideoProbe:
     """Size (after rotation), fps, duration and codec of a clip, without decoding its frames."""
     input_kind(path)
@@ -154,6 +191,7 @@ def read_video_window(
     if ring.maxlen != num_frames:
         raise ValueError("the ring buffer's maxlen must equal num_frames")
     probe, frames = _open_stream(path)
+    stream = check_stream(path)
     shape = (probe.height, probe.width, 3)
     decoded = 0
     pending = 0
@@ -170,14 +208,16 @@ def read_video_window(
                 reached_end = False
                 break
     except RuntimeError as err:
-        raise BadInput(
-            f"{path}: decoding failed after {decoded} frames (the file looks truncated or corrupt)",
-            "re-export or re-download the clip",
-        ) from err
+        expected = max(stream.packets, probe.frame_estimate or 0)
+        raise _corrupt(path, decoded, expected, stream.errors) from err
     finally:
         frames.close()
     if on_progress is not None and pending:
         on_progress(pending)
+    # The container's own count (packets) must all decode; a damaged file never passes as a shorter clip.
+    if stream.errors or (reached_end and decoded < stream.packets):
+        expected = max(stream.packets, probe.frame_estimate or 0) if stream.errors else stream.packets
+        raise _corrupt(path, decoded, expected, stream.errors)
     return VideoWindow(
         probe=probe,
         frames=[np.frombuffer(raw, dtype=np.uint8).reshape(shape) for _, raw in ring],
@@ -385,15 +425,36 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: float = 25, *, quality: floa
 def write_mp4(frames: np.ndarray, path: Path, fps: float = 25, overwrite: bool = False, *, quality: float = 5) -> Path:
     """Write uint8 ``(T, H, W, 3)`` frames as an H.264 mp4, atomically (see :func:`encode_mp4`).
 
-    An existing ``path`` is refused unless ``overwrite``; on failure nothing is left at ``path``.
+    The mp4 is renamed to ``path`` only once it decodes back to ``T`` frames: imageio-ffmpeg does not report
+    ffmpeg's exit status, and an ffmpeg that ran out of disk leaves a file without its index (unplayable).
+    Out of disk is :class:`BadInput` "disk full at PATH". An existing ``path`` is refused unless
+    ``overwrite``; on any failure nothing is left at ``path``.
     """
     path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim == 4:
         check_mp4_size(path, frames.shape[1], frames.shape[2])
     with atomic_path(path, overwrite) as temp:
-        encode_mp4(frames, temp, fps, quality=quality)
+        try:
+            encode_mp4(frames, temp, fps, quality=quality)
+            written = _frames_in(temp)
+        except Exception as err:
+            if nearly_full(temp.parent):
+                raise disk_full(path) from err
+            raise
+        if written != len(frames):
+            if nearly_full(temp.parent):
+                raise disk_full(path)
+            raise RuntimeError(f"ffmpeg wrote {written} of {len(frames)} frames for {path}")
     return path
+
+
+def _frames_in(path: Path) -> int:
+    """How many frames ``path`` decodes to (0 if ffmpeg cannot read it), one frame in memory at a time."""
+    try:
+        return read_video_window(path, 1).frames_decoded
+    except BadInput:
+        return 0
 
 
 def read_mp4(path: Path) -> np.ndarray:

@@ -116,6 +116,12 @@ class ModelArgs:
         data = source if isinstance(source, dict) else json.loads(Path(source).read_text())
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
+        if not kwargs.get("cross_attn_every_k_layers", 1):
+            # Base family: the golden format writes null context sizes; nothing reads them without
+            # cross-attention, so the defaults stand in (as in the 4B/12B presets).
+            for key in ("context_dim", "context_len"):
+                if kwargs.get(key) is None:
+                    kwargs.pop(key, None)
         if data.get("yarn"):
             y = data["yarn"]
             kwargs["yarn"] = YarnArgs(
@@ -130,7 +136,7 @@ class ModelArgs:
         kwargs.setdefault("name", data.get("name", "custom"))
         kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
         args = cls(**kwargs)
-        for key in ("embedding_rows", "output_rows", "max_seq_len"):
+        for key in ("embedding_rows", "output_rows", "max_seq_len", "video_vocab_size", "bov_token"):
             if key in data and data[key] != getattr(args, key):
                 raise ValueError(f"{key}={data[key]} in the config disagrees with the derived {getattr(args, key)}")
         return args

@@ -1,19 +1,23 @@
 """How the ranks of one tensor-parallel group stay in step inside the pipeline.
 
 Only the group's leader reads inputs, runs the small stages and writes outputs; the other ranks hold
-shards of the AR model and must run the same AR calls on bit-identical inputs. The pipeline talks to a
+shards of the AR model and must run the same AR calls on bit-identical inputs, and (with
+``dd_parallel``) a copy of the diffusion decoder, whose calls they share the same way. The pipeline talks to a
 link: :class:`SoloLink` (one process, or TP = 1) passes things through, :class:`TPLink` broadcasts the
 leader's batch plan and tensors to its group.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from cosmos_cli.parallel.dist import DistContext, broadcast_from_tp_leader
+
+if TYPE_CHECKING:
+    from cosmos_cli.parallel.dd import DDParallel
 
 
 class SoloLink:
@@ -26,6 +30,10 @@ class SoloLink:
 
     def share_tensor(self, tensor: torch.Tensor | None) -> torch.Tensor | None:
         return tensor
+
+    def dd_parallel(self) -> None:
+        """One process decodes its videos alone."""
+        return None
 
 
 class TPLink:
@@ -42,6 +50,17 @@ class TPLink:
 
     def share_tensor(self, tensor: torch.Tensor | None) -> torch.Tensor:
         return broadcast_from_tp_leader(tensor, self.ctx)
+
+    def dd_parallel(self) -> DDParallel:
+        """The ranks of each TP group decode their group's videos together (CFG x sequence parallel).
+
+        Collective: every rank of the job calls it once, in the same order, to create the groups.
+        """
+        from cosmos_cli.parallel.dd import DDParallel, default_cfg
+
+        dims = self.ctx.dims
+        units = [[d * dims.tp + i for i in range(dims.tp)] for d in range(dims.dp)]
+        return DDParallel.create(units, default_cfg(dims.tp))
 
 
 def link_for(ctx: DistContext | None) -> SoloLink | TPLink:

@@ -25,9 +25,17 @@ from cosmos_cli.console import info, progress
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.errors import BadInput, CosmosError, GuardrailBlocked
 from cosmos_cli.io.atomic import atomic_path
-from cosmos_cli.io.video import load_model_input, write_mp4
-from cosmos_cli.pipeline.offload import Placements
+from cosmos_cli.io.video import input_kind, load_model_input, write_mp4
+from cosmos_cli.pipeline.fingerprint import (
+    RECORD_KEY,
+    difference,
+    file_sha256,
+    request_fingerprint,
+    weights_identity,
+)
+from cosmos_cli.pipeline.preload import PreloadingPlacements, start_preload
 from cosmos_cli.pipeline.samples import Sample
+from cosmos_cli.quant.linear import check_quantization
 from cosmos_cli.stages.ar_model import ARModelStage
 
 SUPPORTED_CONTEXT_FRAMES = (1, 9)
@@ -56,6 +64,21 @@ class PipelineConfig:
     chunk_size: int = 16
     decoding: str = "sequential"
     scd_window: int = 32
+    quantization: str = "bf16"
+    """AR weights: bf16 (as released) or weight-only int8 / fp8 (``cosmos_cli.quant``); ``fp8`` also puts the
+    diffusion decoder's DiT linears in fp8 (``cosmos_cli.models.diffusion_decoder.fp8``)."""
+    preload: bool = True
+    """Load the stages after the AR model while it decodes (``cosmos_cli.pipeline.preload``)."""
+    dd_parallel: bool = True
+    """Under tensor parallelism, the TP group's ranks share each video's diffusion decoding."""
+
+
+@dataclass(frozen=True)
+class DecoderCall:
+    """What a TP leader announces before each video its group decodes together (tensors follow)."""
+
+    seed: int
+    num_frames: int
 
 
 @dataclass
@@ -69,6 +92,8 @@ class SampleResult:
     faces_pixelated: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     decoding: dict = field(default_factory=dict)
+    chunks: list[dict] = field(default_factory=list)
+    """One record per chunk of the video (``--num-frames``; see :mod:`cosmos_cli.pipeline.long_video`)."""
     exception: BaseException | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
@@ -88,8 +113,10 @@ class VideoPipeline:
         self.layout = CheckpointLayout(Path(config.checkpoint_dir), config.ar_model_dir)
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         on_gpu = self.device.type == "cuda"
+        check_quantization(config.quantization, self.device)  # fp8 on CPU / old GPUs: one line, nothing loaded
         self.dtype = torch.bfloat16 if on_gpu else torch.float32
-        self.placements = Placements(self.device, config.placements)
+        self.placements = PreloadingPlacements(self.device, config.placements)
+        self.loader = None
         self.ar = ARModelStage(
             self.layout,
             dtype=self.dtype,
@@ -98,13 +125,17 @@ class VideoPipeline:
             model_builder=model_builder,
             decoding=config.decoding,
             scd_window=config.scd_window,
+            quantization=config.quantization,
         )
         self.args = self.ar.args
         self.ar.require_files()
         self.tokenizer = self.text_encoder = self.diffusion_decoder = None
         self.text_guardrail = self.video_guardrail = None
-        if self.link.is_leader:  # TP followers hold an AR shard and nothing else
+        self.dd_parallel = self.link.dd_parallel() if config.dd_parallel else None
+        if self.link.is_leader:
             self._build_other_stages(on_gpu)
+        elif self.dd_parallel is not None:  # TP followers hold an AR shard and their part of the decoder
+            self.diffusion_decoder = self._build_diffusion_decoder(on_gpu)
 
     # ---- construction: every missing file is reported before any model loads -------------------
     def _build_other_stages(self, on_gpu: bool) -> None:
@@ -122,13 +153,7 @@ class VideoPipeline:
             layout.require(layout.t5_dir / "config.json", what="T5 text encoder")
             t5_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, None: self.dtype}[cfg.text_encoder_dtype]
             self.text_encoder = TextEncoderStage(layout.t5_dir, dtype=t5_dtype)
-        self.diffusion_decoder = None
-        dd_files = (layout.dd_dir / "model.pt", layout.cv_dir / "decoder.jit", layout.cv_dir / "mean_std.pt")
-        if cfg.diffusion_decoder or (cfg.diffusion_decoder is None and all(p.exists() for p in dd_files)):
-            layout.require(*dd_files, what="diffusion decoder (or pass --disable-diffusion-decoder)")
-            from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
-
-            self.diffusion_decoder = DiffusionDecoderStage(layout, dtype=self.dtype, compile=cfg.compile and on_gpu)
+        self.diffusion_decoder = self._build_diffusion_decoder(on_gpu)
         self.text_guardrail = self.video_guardrail = None
         if cfg.guardrail != "off":
             check_guardrail_available(cfg.guardrail, layout.guardrail_dir)
@@ -137,6 +162,20 @@ class VideoPipeline:
             if self.text_encoder is not None:  # NVIDIA checks the prompt only where there is one
                 self.text_guardrail = TextGuardrailStage(layout.guardrail_dir, cfg.guardrail)
             self.video_guardrail = VideoGuardrailStage(layout.guardrail_dir, cfg.guardrail)
+
+    def _build_diffusion_decoder(self, on_gpu: bool):
+        """The decoder stage when it is asked for or its files are present (the same answer on every rank)."""
+        cfg, layout = self.config, self.layout
+        dd_files = (layout.dd_dir / "model.pt", layout.cv_dir / "decoder.jit", layout.cv_dir / "mean_std.pt")
+        if not (cfg.diffusion_decoder or (cfg.diffusion_decoder is None and all(p.exists() for p in dd_files))):
+            return None
+        layout.require(*dd_files, what="diffusion decoder (or pass --disable-diffusion-decoder)")
+        from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
+
+        return DiffusionDecoderStage(
+            layout, dtype=self.dtype, compile=cfg.compile and on_gpu and self.dd_parallel is None,
+            parallel=self.dd_parallel, quantization=cfg.quantization,
+        )  # fmt: skip
 
     def stages(self) -> list:
         return [
@@ -179,13 +218,19 @@ class VideoPipeline:
             return []
         output_dir = Path(output_dir)
         results = {s.name: SampleResult(s.name) for s in samples}
+        self._requests: dict[str, dict] = {}
         todo = []
         for sample in samples:
-            if not overwrite and sample.is_done(output_dir):
+            record = None if overwrite else sample.finished_record(output_dir)
+            if record is None:
+                todo.append(sample)
+                continue
+            with _recorded(results[sample.name]):  # a record for another request is this sample's error
+                self._check_same_request(sample, record, output_dir)
                 results[sample.name].status = "skipped"
                 results[sample.name].video_path = str(sample.video_path(output_dir))
-            else:
-                todo.append(sample)
+        if self.config.preload and todo:
+            self.loader = start_preload(self)
         step = max(self.config.chunk_size, self.config.batch_size)
         for start in range(0, len(todo), step):
             if should_stop and should_stop():
@@ -193,7 +238,7 @@ class VideoPipeline:
             chunk = todo[start : start + step]
             self._run_chunk(
                 chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
-                should_stop or (lambda: False),
+                should_stop or (lambda: False), restart=overwrite,
             )  # fmt: skip
         self.link.share_object(None)  # tells TP followers that the work is done
         return [results[s.name] for s in samples]
@@ -201,6 +246,9 @@ class VideoPipeline:
     def _follow_leader(self) -> None:
         """TP follower: run exactly the AR batches the leader announces, on the leader's tensors."""
         while (plan := self.link.share_object(None)) is not None:
+            if isinstance(plan, DecoderCall):
+                self._follow_decoder(plan)
+                continue
             if not plan:
                 continue
             with self.placements.use(self.ar) as stage:
@@ -209,7 +257,20 @@ class VideoPipeline:
                     context = self.link.share_tensor(None) if has_context else None
                     stage.generate(prompt, context, num_new, params, torch.tensor(seeds))
 
-    def _run_chunk(self, chunk, output_dir, results, on_event, extra_record, should_stop) -> None:
+    def _follow_decoder(self, call: DecoderCall) -> None:
+        """TP follower: this rank's part of one video's diffusion decoding, on the leader's tensors."""
+        tokens, context = self.link.share_tensor(None), self.link.share_tensor(None)
+        with self.placements.use(self.diffusion_decoder) as dd:
+            dd.seed = call.seed
+            try:
+                dd.run(tokens.cpu(), context.cpu(), call.num_frames)
+            except CosmosError:  # refused before any collective, as on the leader, which records it
+                pass
+
+    def _run_chunk(self, chunk, output_dir, results, on_event, extra_record, should_stop, restart=False) -> None:
+        from cosmos_cli.pipeline.long_video import LongVideos
+
+        long = LongVideos(self, output_dir, results, on_event, restart=restart)
         live: list[Sample] = []
         inputs: dict[str, np.ndarray] = {}
         for sample in chunk:
@@ -221,27 +282,54 @@ class VideoPipeline:
         if should_stop():
             return
         contexts = self._stage_text_encoder(live, results, on_event)
-        tokens = self._stage_tokenize(live, inputs, results, on_event)
-        live = [s for s in live if s.name in tokens]
+        first = long.without_saved_chunks(live)  # a resumed long video skips its first chunk
+        tokens = self._stage_tokenize(first, inputs, results, on_event)
+        first = [s for s in first if s.name in tokens]
         if should_stop():
             return
-        generated = self._stage_ar(live, tokens, contexts, results, on_event)
+        generated = self._stage_ar(first, tokens, contexts, results, on_event)
         if should_stop():
             return
-        videos = self._stage_decode(live, generated, contexts, results, on_event)
+        videos = self._stage_decode(first, generated, contexts, results, on_event)
+        videos = long.extend(live, videos, generated, contexts, should_stop)  # saves, then chunks past 33
         if should_stop():
             return
         videos = self._stage_video_guardrail(live, videos, results, on_event)
+        long.record_frames(live, videos)
         for sample in live:
             if sample.name in videos:
                 with _recorded(results[sample.name]):
                     self._write(sample, videos[sample.name], output_dir, results[sample.name], extra_record)
+        long.finish(live)
         for sample in chunk:
             result = results[sample.name]
             if result.status in ("failed", "blocked"):
-                self._write_record(sample, output_dir, result, extra_record)
+                try:
+                    self._write_record(sample, output_dir, result, extra_record)
+                except CosmosError as err:  # disk full, ...: the sample's own error stays the one reported
+                    info(f"{sample.name}: could not record its failure: {err.one_line()}")
+
+    def _request(self, sample: Sample) -> dict:
+        """This sample's request fingerprint (``fingerprint.py``); reads the input file once to hash it."""
+        kind = input_kind(sample.visual_input)
+        sampling = self._sampling(sample)
+        return request_fingerprint(
+            self.config, sample, input_sha256=file_sha256(sample.visual_input), input_kind=kind,
+            top_p=sampling.top_p, temperature=sampling.temperature,
+            decoder="diffusion_decoder" if self.diffusion_decoder is not None else "dv_tokenizer",
+            weights=None if self.config.load_format == "dummy" else weights_identity(self.layout.ar_weights),
+        )  # fmt: skip
+
+    def _check_same_request(self, sample: Sample, record: dict, output_dir: Path) -> None:
+        differs = difference(record.get(RECORD_KEY), self._request(sample))
+        if differs is not None:
+            raise BadInput(
+                f"{sample.folder(output_dir)} holds a video made for another request ({differs})",
+                "pass --overwrite to replace it, or choose another --output-dir",
+            )
 
     def _read_input(self, sample: Sample) -> np.ndarray:
+        self._requests[sample.name] = self._request(sample)  # before an image forces one context frame
         if sample.num_input_frames not in SUPPORTED_CONTEXT_FRAMES:
             raise BadInput(f"num_input_frames must be 1 or 9, got {sample.num_input_frames}", "use 1 or 9")
         frames, info = load_model_input(
@@ -376,10 +464,13 @@ class VideoPipeline:
                         continue
                     with _recorded(results[sample.name]):
                         dd.seed = self.config.dd_seed if self.config.dd_seed is not None else sample.seed
-                        tokens = generated[sample.name][None]
+                        tokens, context = generated[sample.name][None], context_for(sample)
+                        if self.dd_parallel is not None:  # the TP followers decode this video with us
+                            self.link.share_object(DecoderCall(dd.seed, frames))
+                            tokens, context = self.link.share_tensor(tokens).cpu(), self.link.share_tensor(context)
                         total = dd.progress_total(tokens)
                         with progress(f"diffusion decoder {sample.name}", total) as advance:
-                            video = dd.run(tokens, context_for(sample), frames, on_progress=advance)
+                            video = dd.run(tokens, context.cpu(), frames, on_progress=advance)
                         videos[sample.name] = _to_uint8(video[0])
                         results[sample.name].decoder = "diffusion_decoder"
                     on_event(sample.name, "diffusion_decoder", 1, 1)
@@ -426,12 +517,20 @@ class VideoPipeline:
 
     # ---- outputs -------------------------------------------------------------------------------
     def _write(self, sample: Sample, frames: np.ndarray, output_dir: Path, result: SampleResult, extra: dict):
+        """The mp4, then its record. The old record goes first: a failure between the two writes leaves a
+        video without a record (redone by a re-run), never a new video described by an old record."""
         path = sample.video_path(output_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
+        sample.result_path(output_dir).unlink(missing_ok=True)
         write_mp4(frames, path, fps=self.config.fps, overwrite=True)
         result.status = "succeeded"
         result.video_path = str(path)
-        self._write_record(sample, output_dir, result, extra)
+        try:
+            self._write_record(sample, output_dir, result, extra)
+        except BaseException:
+            path.unlink(missing_ok=True)  # a video without its record is not a result
+            result.status, result.video_path = "pending", None
+            raise
 
     def _write_record(self, sample: Sample, output_dir: Path, result: SampleResult, extra: dict) -> None:
         record = {
@@ -441,11 +540,14 @@ class VideoPipeline:
             "decoder": result.decoder,
             "faces_pixelated": result.faces_pixelated,
             "decoding": result.decoding,
+            "quantization": self.config.quantization,
             "timings_s": result.timings,
+            "chunks": result.chunks,
             "sample": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(sample).items()},
             "sampling": asdict(self._sampling(sample)),
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()},
             "model": self.args.name,
+            RECORD_KEY: getattr(self, "_requests", {}).get(sample.name),
             "device": str(self.device),
             "cosmos_cli": __version__,
             "finished_at": datetime.now(timezone.utc).isoformat(),

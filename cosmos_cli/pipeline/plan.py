@@ -144,6 +144,8 @@ class PipelineShape:
     siglip_config: dict | None = None
     dv_weights: Footprint | None = None
     cv_weights: Footprint | None = None
+    ar_quantization: str = "bf16"
+    """``--quantization``: int8 / fp8 store the AR linears in one byte per weight."""
 
 
 # ---- per-stage sizes -----------------------------------------------------------------------------
@@ -200,7 +202,12 @@ def ar_size(shape: PipelineShape) -> StageSize:
     from cosmos_cli.models.ar.transformer import Transformer
 
     args, batch = shape.args, shape.batch_size
-    weights = module_bytes(lambda: Transformer(args), 2)
+    if shape.ar_quantization == "bf16":
+        weights = module_bytes(lambda: Transformer(args), 2)
+    else:  # one byte per linear weight + float32 scales: counted as built (quantized on the meta device)
+        from cosmos_cli.quant.sizes import quantized_meta_model
+
+        weights = module_bytes(lambda: quantized_meta_model(args, shape.ar_quantization), None)
     kept = _ar_caches(args, batch)
     return StageSize("ar_model", weights.device, _work_ar(args, batch), "shapes", weights.host, kept)
 
@@ -366,6 +373,7 @@ def shape_from_checkpoints(
     guardrail: str = "full",
     diffusion_decoder: bool | None = None,
     text_encoder_dtype: str | None = None,
+    quantization: str = "bf16",
 ) -> PipelineShape:
     """Sizes from the checkpoint's own config files where present, the released models' sizes elsewhere.
 
@@ -412,6 +420,7 @@ def shape_from_checkpoints(
         siglip_config=siglip,
         dv_weights=torchscript_bytes(dv, 2) if all(p.exists() for p in dv) else None,
         cv_weights=torchscript_bytes(cv, 2) if dd_config is not None and cv[0].exists() else None,
+        ar_quantization=quantization,
     )
 
 
@@ -669,6 +678,7 @@ def pipeline_shape(pipeline, batch_size: int) -> PipelineShape:
         guardrail=config.guardrail,
         diffusion_decoder=pipeline.diffusion_decoder is not None,
         text_encoder_dtype="fp32" if t5 is not None and t5.dtype == torch.float32 else "bf16",
+        quantization=getattr(config, "quantization", "bf16"),
     )
 
 

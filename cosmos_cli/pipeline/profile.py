@@ -99,6 +99,7 @@ class ProfileOptions:
     guardrail: str = "full"
     diffusion_decoder: bool | None = None
     text_encoder_dtype: str | None = None
+    quantization: str = "bf16"
     ar_tokens: int = 0
     """Tokens the AR model really generates (0: all of them)."""
     dd_steps: int | None = None
@@ -137,6 +138,7 @@ def build_pipeline(spec: RowSpec, opts: ProfileOptions, workdir: Path):
         text_encoder_dtype="fp32" if spec.fp32_t5 else opts.text_encoder_dtype,
         placements=dict(opts.policies[spec.strategy]),
         chunk_size=max(16, spec.batch),
+        quantization=opts.quantization,
     )
     if opts.load_format == "dummy":
         from cosmos_cli.pipeline.standins import StandInPipeline

@@ -192,15 +192,14 @@ class StandInDiffusionDecoder(DiffusionDecoderStage):
             self.to(device)
             return
         from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
-        from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, compile_blocks, init_random_
+        from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, init_random_
 
         with torch.device("meta"):
             net = DiffusionDecoderDiT(self.config)
         net = net.to(dtype=self.dtype).to_empty(device=init_device(device)).eval().requires_grad_(False)
         init_random_(net, torch.Generator(device=init_device(device)).manual_seed(0))
         net = net.to(device)
-        if self.compile:
-            compile_blocks(net)
+        self._prepare(net)
         self._cv = CVDecoder.load(self.layout.cv_dir, device, self.dtype, self.settings.sigma_data)
         self._net = net
         self.device = device
@@ -238,28 +237,42 @@ class StandInPipeline(VideoPipeline):
         config.load_format = "dummy"
         super().__init__(config, **kwargs)
 
-    def _build_other_stages(self, on_gpu: bool) -> None:
+    def _standin_files(self) -> CheckpointLayout:
+        """The stand-ins' sizes (released or tiny, by the AR model) and the few small files they read."""
         from cosmos_cli.models.config import PRESETS
+
+        if self.sizes is None:
+            released = any(p.name == self.args.name for p in PRESETS.values())
+            self.sizes = released_sizes() if released else tiny_sizes(self.args)
+        if getattr(self, "_files", None) is None:
+            root = write_standin_files(self.standin_dir, self.args.fsq_levels)
+            self._files = CheckpointLayout(root, self.config.ar_model_dir)
+        return self._files
+
+    def _build_diffusion_decoder(self, on_gpu: bool):
         from cosmos_cli.models.diffusion_decoder.config import DD_7B
+
+        cfg = self.config
+        if cfg.diffusion_decoder is False:
+            return None
+        return StandInDiffusionDecoder(
+            self._standin_files(), self.sizes.dd or DD_7B, dtype=self.dtype,
+            compile=cfg.compile and on_gpu and self.dd_parallel is None, parallel=self.dd_parallel,
+            quantization=cfg.quantization,
+        )  # fmt: skip
+
+    def _build_other_stages(self, on_gpu: bool) -> None:
         from cosmos_cli.stages.video_tokenizer import VideoTokenizerStage
 
         cfg, args = self.config, self.args
-        if self.sizes is None:
-            released = any(p.name == args.name for p in PRESETS.values())
-            self.sizes = released_sizes() if released else tiny_sizes(args)
-        root = write_standin_files(self.standin_dir, args.fsq_levels)
-        files = CheckpointLayout(root, cfg.ar_model_dir)
+        files = self._standin_files()
         self.tokenizer = VideoTokenizerStage(files.dv_encoder, files.dv_decoder, levels=args.fsq_levels,
                                              dtype=self.dtype)  # fmt: skip
         self.text_encoder = None
         if args.cross_attn_every_k_layers:
             t5_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, None: self.dtype}[cfg.text_encoder_dtype]
             self.text_encoder = StandInTextEncoder(self.sizes.t5, dtype=t5_dtype)
-        self.diffusion_decoder = None
-        if cfg.diffusion_decoder is not False:
-            self.diffusion_decoder = StandInDiffusionDecoder(
-                files, self.sizes.dd or DD_7B, dtype=self.dtype, compile=cfg.compile and on_gpu
-            )
+        self.diffusion_decoder = self._build_diffusion_decoder(on_gpu)
         self.text_guardrail = self.video_guardrail = None
         if cfg.guardrail != "off":
             if self.text_encoder is not None:
@@ -271,7 +284,12 @@ def open_pipeline(config: PipelineConfig, **kwargs) -> VideoPipeline:
     """The pipeline ``generate`` and ``serve`` run: read from the checkpoints, or with ``--load-format dummy``
     every stage at the released shapes with random weights (:class:`StandInPipeline`; no files needed but the
     AR folder's name or its ``cosmos_arch.json``), for measuring speed and memory where the weights are not.
-    The few small files the stand-ins read go to a temporary folder removed at exit."""
+    The few small files the stand-ins read go to a temporary folder removed at exit. Inductor's compile
+    cache goes next to the checkpoints unless ``TORCHINDUCTOR_CACHE_DIR`` is set (``compile_cache``)."""
+    from cosmos_cli.compile_cache import use_cache_next_to
+
+    if config.compile:
+        use_cache_next_to(Path(config.checkpoint_dir))
     if config.load_format != "dummy":
         return VideoPipeline(config, **kwargs)
     import atexit

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from cosmos_cli import __version__
+from cosmos_cli.pipeline.long_video import MAX_NUM_FRAMES
 from cosmos_cli.serve.auth import BearerAuth
 from cosmos_cli.serve.errors import ApiError, error_body
 from cosmos_cli.serve.jobs import Job, JobFinished, JobStore
@@ -70,6 +71,7 @@ class GenerationParams(BaseModel):
     top_p: float | None
     temperature: float | None
     num_input_frames: int
+    num_frames: int = 33
     disable_diffusion_decoder: bool
     filename: str
 
@@ -149,6 +151,13 @@ _UPLOAD_SCHEMA = {
                         "top_p": {"type": "number", "description": "Default: the model's tuned value."},
                         "temperature": {"type": "number", "default": 1.0},
                         "num_input_frames": {"type": "integer", "enum": [1, 9], "default": 9},
+                        "num_frames": {
+                            "type": "integer",
+                            "default": 33,
+                            "minimum": 33,
+                            "maximum": MAX_NUM_FRAMES,
+                            "description": "33 + 24k: longer videos by chunks (docs/long-videos.md).",
+                        },
                         "disable_diffusion_decoder": {"type": "boolean", "default": False},
                     },
                 }
@@ -243,7 +252,7 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
     @app.get("/v1/generations/{job_id}/video", dependencies=auth, tags=["generations"],
              response_class=FileResponse, responses={**_ERRORS, 200: {"content": {"video/mp4": {}}}})  # fmt: skip
     def get_video(job_id: str) -> FileResponse:
-        """The generated mp4 (33 frames); 404 until the job has succeeded."""
+        """The generated mp4 (``num_frames`` frames, 33 by default); 404 until the job has succeeded."""
         job = _job(store, job_id)
         path = dirs.video_path(job_id)
         if job.status != "succeeded" or not path.is_file():

@@ -72,6 +72,7 @@ class JobParams:
     top_p: float | None = None
     temperature: float | None = None
     num_input_frames: int = 9
+    num_frames: int = 33
     disable_diffusion_decoder: bool = False
     filename: str = ""
 
@@ -268,6 +269,19 @@ class JobStore:
         for job in batch:
             job.status, job.started_at, job.attempts = "running", now, job.attempts + 1
         return batch
+
+    def requeue(self, job_ids: list[str]) -> list[str]:
+        """Put running jobs back in the queue, in their place, as if never started: the server is stopping
+        gracefully (SIGTERM), which is not a crash, so it does not count towards :data:`MAX_ATTEMPTS`."""
+        marks = ",".join("?" * len(job_ids))
+        with self._transaction() as db:
+            rows = db.execute(f"SELECT id FROM jobs WHERE status = 'running' AND id IN ({marks})", job_ids).fetchall()
+            db.execute(
+                "UPDATE jobs SET status = 'queued', stage = NULL, progress_done = 0, progress_total = 0, "
+                f"started_at = NULL, attempts = MAX(attempts - 1, 0) WHERE status = 'running' AND id IN ({marks})",
+                job_ids,
+            )
+        return [r["id"] for r in rows]
 
     def progress(self, job_id: str, stage: str, done: int, total: int) -> None:
         with self._lock:

@@ -9,7 +9,6 @@ fails with 413 the moment the file passes the limit (or at once, when ``Content-
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,8 @@ from starlette.requests import Request
 
 from cosmos_cli.errors import BadInput
 from cosmos_cli.io.video import load_model_input
-from cosmos_cli.pipeline.pipeline import SUPPORTED_CONTEXT_FRAMES
 from cosmos_cli.pipeline.samples import safe_name
+from cosmos_cli.request import sample_from_fields
 from cosmos_cli.serve.errors import ApiError
 from cosmos_cli.serve.jobs import JobParams
 
@@ -194,58 +193,41 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:g} MiB"
 
 
-FORM_FIELDS = ("prompt", "seed", "top_p", "temperature", "num_input_frames", "disable_diffusion_decoder")
+FORM_SAMPLE_FIELDS = ("prompt", "seed", "top_p", "temperature", "num_input_frames", "num_frames")
+"""The per-sample fields of :class:`~cosmos_cli.request.SampleRequest` a form may set."""
+FORM_FIELDS = (*FORM_SAMPLE_FIELDS, "disable_diffusion_decoder")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 def job_params(form: ReceivedForm, prompt_required: bool) -> JobParams:
-    """The job's settings from the text fields, each checked with a one-line 422 that names the fix."""
+    """The job's settings from the text fields, checked by the request validator that ``generate`` uses
+    (a bad value is a one-line 422 that names the fix)."""
     if form.file_path is None:
         raise _invalid("the form has no 'file' part", "send the video or image to continue as 'file'")
     unknown = sorted(set(form.fields) - set(FORM_FIELDS))
     if unknown:
         raise _invalid(f"unknown form field {unknown[0]!r}", f"the fields are file, {', '.join(FORM_FIELDS)}")
     fields = form.fields
-    prompt = fields.get("prompt", "").strip()
+    try:
+        sample = sample_from_fields(fields, FORM_SAMPLE_FIELDS)
+    except BadInput as err:
+        raise ApiError(422, "invalid_request", err.one_line()) from err
+    prompt = sample.prompt.strip()
     if prompt_required and not prompt:
         raise _invalid("'prompt' is required for Video2World models", "add a prompt: what happens next")
-    seed = _number(fields, "seed", int, 0)
-    if not 0 <= seed < 2**63:
-        raise _invalid(f"seed must be between 0 and 2**63-1, got {seed}", "use a non-negative integer")
-    top_p = _number(fields, "top_p", float, None)
-    if top_p is not None and not 0 < top_p <= 1:
-        raise _invalid(f"top_p must be in (0, 1], got {top_p}", "leave it out for the model's tuned value")
-    temperature = _number(fields, "temperature", float, None)
-    if temperature is not None and not temperature >= 0:
-        raise _invalid(f"temperature must be 0 or more, got {temperature}", "0 is greedy; 1 is the default")
-    num_input_frames = _number(fields, "num_input_frames", int, 9)
-    if num_input_frames not in SUPPORTED_CONTEXT_FRAMES:
-        raise _invalid(f"num_input_frames must be 1 or 9, got {num_input_frames}", "use 9 (the default) or 1")
     flag = fields.get("disable_diffusion_decoder", "false").strip().lower()
     if flag not in _TRUE + _FALSE:
         raise _invalid(f"disable_diffusion_decoder must be true or false, got {flag!r}", "use true or false")
     return JobParams(
         prompt=prompt,
-        seed=seed,
-        top_p=top_p,
-        temperature=temperature,
-        num_input_frames=num_input_frames,
+        seed=sample.seed,
+        top_p=sample.top_p,
+        temperature=sample.temperature,
+        num_input_frames=sample.num_input_frames,
+        num_frames=sample.num_frames,
         disable_diffusion_decoder=flag in _TRUE,
         filename=form.filename,
     )
-
-
-def _number(fields: dict[str, str], name: str, kind: type, default):
-    text = fields.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = kind(text)
-    except ValueError:
-        raise _invalid(f"{name} must be {'an integer' if kind is int else 'a number'}, got {text!r}", "") from None
-    if kind is float and not math.isfinite(value):
-        raise _invalid(f"{name} must be a finite number, got {text!r}", "")
-    return value
 
 
 def _invalid(message: str, hint: str) -> ApiError:

@@ -53,7 +53,7 @@ class GenerationWorker:
     def stop(self, timeout: float) -> bool:
         """Ask the worker to stop at the next stage boundary; True if it did within ``timeout`` seconds.
 
-        A batch cut short stays ``running`` in the store and runs again at the next start.
+        The unfinished jobs of a batch cut short go back to the queue and run again at the next start.
         """
         self._stop.set()
         self._wake.set()
@@ -115,10 +115,16 @@ class GenerationWorker:
                 failed = SampleResult(job_id, status="failed", error=_batch_error(err, len(batch)))
                 self._finish(job_id, failed, time.perf_counter() - start)
             return
+        unfinished = []
         for job_id, result in zip(ids, results, strict=True):
             if result.status == "pending" and self._stop.is_set():
-                continue  # shutting down: stays running, and runs again at the next start
+                unfinished.append(job_id)  # shutting down: queued again, runs at the next start
+                continue
             self._finish(job_id, result, time.perf_counter() - start)
+        if unfinished:
+            for job_id in unfinished:
+                shutil.rmtree(dirs.result_dir(job_id), ignore_errors=True)
+            self.log.info("stopping: job(s) %s queued again", ", ".join(self.store.requeue(unfinished)))
 
     def _finish(self, job_id: str, result: SampleResult, seconds: float) -> None:
         status = "succeeded" if result.status == "succeeded" else "failed"
@@ -166,6 +172,7 @@ def _sample(job: Job, root: Path) -> Sample:
         top_p=params.top_p,
         temperature=params.temperature,
         num_input_frames=params.num_input_frames,
+        num_frames=params.num_frames,
     )
 
 

@@ -2,11 +2,13 @@
 
 Resolves the architecture the way the reference does, from the checkpoint folder's name ("...-5B-..." ->
 the 5B preset), unless a ``cosmos_arch.json`` next to the weights describes another shape (tiny models).
-On the GPU the loaded model gets fused projections and a generator with the compiled, CUDA-graph decode.
+On the GPU the loaded model gets fused projections and a generator with the compiled, CUDA-graph decode;
+``quantization`` int8/fp8 then stores its linears in one byte per weight (:mod:`cosmos_cli.quant`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,10 +19,15 @@ from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.decode.speculative import DECODINGS, make_generator
 from cosmos_cli.errors import BadInput
+from cosmos_cli.io.readahead import read_ahead
 from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs, preset_from_dir_name
 from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.quant.linear import QUANTIZATIONS, quantize_model
+
+MAX_SCD_WINDOW = 128
+"""Widest speculative window accepted (the published SCD result used 128; docs/speculative-decoding.md)."""
 
 
 def resolve_model_args(ar_dir: Path) -> ModelArgs:
@@ -58,13 +65,21 @@ class ARModelStage(Stage):
         model_builder: Callable[..., Transformer] | None = None,
         decoding: str = "sequential",
         scd_window: int = 32,
+        quantization: str = "bf16",
     ):
         if load_format not in ("auto", "dummy"):
             raise BadInput(f"unknown --load-format {load_format!r}", "use auto or dummy")
         if decoding not in DECODINGS:
             raise BadInput(f"unknown --decoding {decoding!r}", f"use one of {', '.join(DECODINGS)}")
-        if scd_window < 1:
-            raise BadInput(f"--scd-window must be at least 1, got {scd_window}", "use e.g. --scd-window 32")
+        if not 1 <= scd_window <= MAX_SCD_WINDOW:
+            raise BadInput(
+                f"--scd-window must be between 1 and {MAX_SCD_WINDOW}, got {scd_window}", "use e.g. --scd-window 32"
+            )
+        if quantization not in QUANTIZATIONS:
+            raise BadInput(f"unknown --quantization {quantization!r}", f"use one of {', '.join(QUANTIZATIONS)}")
+        if quantization != "bf16" and model_builder is not None:
+            raise BadInput(f"--quantization {quantization} does not work with --tp > 1 yet", "use --tp 1")
+        self.quantization = quantization
         self.decoding = decoding
         self.scd_window = scd_window
         self.layout = layout
@@ -77,6 +92,9 @@ class ARModelStage(Stage):
         self.model: Transformer | None = None
         self.generator: ARGenerator | None = None  # or a SpeculativeGenerator (same interface)
         self._generators: dict[torch.device, ARGenerator] = {}
+        self.decode_started = threading.Event()
+        """Set once a ``generate`` call is past its prefill and CUDA-graph capture, or done: from then on other
+        threads may allocate on the GPU (``cosmos_cli.pipeline.preload``)."""
 
     @property
     def weights(self) -> Path | None:
@@ -92,10 +110,11 @@ class ARModelStage(Stage):
             self.to(device)
             return
         self.require_files()
-        model = self.model_builder(self.args, weights=self.weights, dtype=self.dtype, device=device)
+        with read_ahead(self.weights):  # the disk's sequential rate instead of page-fault reads
+            model = self.model_builder(self.args, weights=self.weights, dtype=self.dtype, device=device)
         if device.type == "cuda":
             model.fuse_projections()
-        self.model = model
+        self.model = quantize_model(model, self.quantization)  # bf16: unchanged
         self.generator = self._generator(device)
 
     def modules(self) -> list[torch.nn.Module]:
@@ -145,12 +164,27 @@ class ARModelStage(Stage):
         if self.generator is None:
             raise RuntimeError("ARModelStage.generate called before load")
         use_context = context if self.args.cross_attn_every_k_layers else None
-        return self.generator.generate(
-            prompt,
-            num_new,
-            params,
-            seeds,
-            context=use_context,
-            on_progress=on_progress,
-            on_prefill_done=on_prefill_done,
-        )
+        # The first report comes after the prefill, before the decode step is captured in a CUDA graph;
+        # the second after the capture. Without graphs (CPU) there is nothing to wait for.
+        reports, captured_after = 0, (2 if getattr(self.generator, "cuda_graph", False) else 1)
+
+        def progress(n: int) -> None:
+            nonlocal reports
+            reports += 1
+            if reports >= captured_after:
+                self.decode_started.set()
+            if on_progress is not None:
+                on_progress(n)
+
+        try:
+            return self.generator.generate(
+                prompt,
+                num_new,
+                params,
+                seeds,
+                context=use_context,
+                on_progress=progress,
+                on_prefill_done=on_prefill_done,
+            )
+        finally:
+            self.decode_started.set()

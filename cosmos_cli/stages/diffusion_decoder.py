@@ -10,19 +10,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
-from cosmos_cli.errors import CheckpointMismatch
+from cosmos_cli.errors import BadInput, CheckpointMismatch
+from cosmos_cli.io.readahead import read_ahead
 from cosmos_cli.models.diffusion_decoder.blocks import sdpa_backends
 from cosmos_cli.models.diffusion_decoder.config import DD_7B, DiTConfig
-from cosmos_cli.models.diffusion_decoder.cv_tokenizer import CVDecoder
-from cosmos_cli.models.diffusion_decoder.decoder import DiffusionDecoder, num_windows
+from cosmos_cli.models.diffusion_decoder.cv_tokenizer import LATENT_CHANNELS, CVDecoder
+from cosmos_cli.models.diffusion_decoder.decoder import (
+    DV_TO_CV_SPATIAL,
+    FPS,
+    OVERLAP,
+    WINDOW,
+    DiffusionDecoder,
+    num_windows,
+)
 from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, compile_blocks
-from cosmos_cli.models.diffusion_decoder.sampler import SamplerSettings
+from cosmos_cli.models.diffusion_decoder.fp8 import quantize_dit_
+from cosmos_cli.models.diffusion_decoder.sampler import GuidedDenoiser, SamplerSettings
 from cosmos_cli.models.diffusion_decoder.weights import load_network, load_state_dict_file
+from cosmos_cli.models.diffusion_decoder.windows import split_with_overlap
 from cosmos_cli.pipeline.stage import Stage
+
+if TYPE_CHECKING:
+    from cosmos_cli.parallel.dd import DDParallel
+QUANTIZATIONS = ("bf16", "int8", "fp8")
+"""``--quantization`` (one flag for both big stages): ``fp8`` puts the DiT's token-stream linears in fp8
+(:mod:`cosmos_cli.models.diffusion_decoder.fp8`); ``bf16`` and ``int8`` (weight-only, AR model only: the
+decoder is compute-bound, so int8 weights would not make it faster) keep the faithful bf16 network."""
 
 
 class DiffusionDecoderStage(Stage):
@@ -44,13 +62,22 @@ class DiffusionDecoderStage(Stage):
         guidance: float = 1.8,
         compile: bool = False,
         attention: Sequence[str] | None = None,
+        parallel: DDParallel | None = None,
+        quantization: str = "bf16",
     ):
+        """``parallel``: this rank's place among the ranks that decode one video together (CFG x sequence
+        parallel, :mod:`cosmos_cli.parallel.dd`); every rank of that unit must call :meth:`run` alike.
+        ``quantization``: see :data:`QUANTIZATIONS`."""
+        if quantization not in QUANTIZATIONS:
+            raise BadInput(f"unknown --quantization {quantization!r}", f"use one of {', '.join(QUANTIZATIONS)}")
+        self.quantization = quantization
         self.layout = layout
         self.dtype = dtype
         self.seed = seed
         self.settings = SamplerSettings(num_steps=num_steps, guidance=guidance)
         self.compile = compile
         self.attention = None if attention is None else tuple(attention)
+        self.parallel = parallel
         self.device = torch.device("cpu")
         self._net: DiffusionDecoderDiT | None = None
         self._cv: CVDecoder | None = None
@@ -79,14 +106,21 @@ class DiffusionDecoderStage(Stage):
         self.layout.require(self.weights_path, cv_dir / "decoder.jit", cv_dir / "mean_std.pt", what="diffusion decoder")
         with torch.device("meta"):
             net = DiffusionDecoderDiT(self.architecture())
-        load_network(net, load_state_dict_file(self.weights_path), source=str(self.weights_path), assign=True)
-        # Casting buffers too is deliberate: NVIDIA runs the RoPE tables in the network dtype.
-        net = net.to(device=device, dtype=self.dtype).eval().requires_grad_(False)
-        if self.compile:
-            compile_blocks(net)
+        with read_ahead(self.weights_path):  # the disk's sequential rate instead of page-fault reads
+            load_network(net, load_state_dict_file(self.weights_path), source=str(self.weights_path), assign=True)
+            # Casting buffers too is deliberate: NVIDIA runs the RoPE tables in the network dtype.
+            net = net.to(device=device, dtype=self.dtype).eval().requires_grad_(False)
+        self._prepare(net)
         self._cv = CVDecoder.load(cv_dir, device, self.dtype, self.settings.sigma_data)
         self._net = net
         self.device = device
+
+    def _prepare(self, net: DiffusionDecoderDiT) -> None:
+        """After the weights are placed: fp8 linears (``quantization="fp8"``), then compiled blocks."""
+        if self.quantization == "fp8":
+            quantize_dit_(net)
+        if self.compile:
+            compile_blocks(net)
 
     def modules(self) -> list[torch.nn.Module]:
         return [m for m in (self._net, self._cv) if m is not None]
@@ -103,11 +137,33 @@ class DiffusionDecoderStage(Stage):
     def _decoder(self) -> DiffusionDecoder:
         if self._net is None or self._cv is None:
             raise RuntimeError("DiffusionDecoderStage used before load()")
-        return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed)
+        if self.parallel is None:
+            return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed)
+        factory = self.parallel.denoiser
+        return DiffusionDecoder(self._net, self._cv, self.settings, seed=self.seed, make_denoiser=factory)
 
     def progress_total(self, tokens: torch.Tensor) -> int:
         """How many times ``run`` calls ``on_progress``: guided denoiser calls (16 per window and video)."""
         return tokens.shape[0] * num_windows(tokens.shape[1]) * self.settings.x0_calls
+
+    @torch.inference_mode()
+    def warm_up(self, token_grid: tuple[int, int, int], context_len: int) -> None:
+        """One guided call at the shape ``run`` will see for a ``[T, h, w]`` token grid: compiles the blocks
+        (and picks the attention kernels) ahead of the first video, e.g. while the AR model decodes."""
+        net = self._decoder().net
+        cfg = net.config
+        tokens = torch.zeros((1, 1, *token_grid), dtype=torch.int32, device=self.device)
+        window = split_with_overlap(tokens, WINDOW, OVERLAP)[0]
+        _, _, t, h, w = window.shape
+        context = torch.zeros(1, context_len, cfg.crossattn_emb_channels, dtype=self.dtype, device=self.device)
+        denoiser = GuidedDenoiser(net, window, context, guidance=self.settings.guidance,
+                                  sigma_data=self.settings.sigma_data, fps=FPS)  # fmt: skip
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        shape = (1, LATENT_CHANNELS, t, h * DV_TO_CV_SPATIAL, w * DV_TO_CV_SPATIAL)
+        x = torch.randn(shape, generator=generator, device=self.device).to(self.dtype) * self.settings.sigma_max
+        sigma = torch.full((1,), self.settings.sigma_max, dtype=self.dtype, device=self.device)
+        with sdpa_backends(self.attention):
+            denoiser(x, sigma)
 
     @torch.inference_mode()
     def run(

@@ -1,9 +1,13 @@
-"""Two CPU ranks (gloo): TP=2 against the dense model on a golden set, then DP=2 over a JSONL batch.
+"""Two CPU ranks (gloo): TP=2 against the dense model on every golden set, then DP=2 over a JSONL batch.
 
     python tests/dist_scripts/tp_golden.py GOLDEN_DIR OUT_DIR
 
+``GOLDEN_DIR`` is one set or a folder of sets. A set whose heads TP=2 cannot split (one KV head) is
+recorded with the ``check_tp`` error it gets instead.
+
 Not under torchrun, the script launches itself with ``relaunch(torchrun_command(2, ...))``, the path
-``cosmos-cli generate --gpus 2`` takes. Each rank writes ``OUT_DIR/rank{r}.json`` with what it measured;
+``cosmos-cli generate --gpus 2`` takes. Each rank writes ``OUT_DIR/rank{r}.json`` with what it measured
+(per set under ``sets``);
 ``tests/test_parallel_tp.py`` asserts on those numbers. The DP phase writes ``OUT_DIR/samples/{i}.json``
 with exclusive creation, so a sample written twice fails the run.
 """
@@ -18,6 +22,7 @@ import torch
 
 from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams
+from cosmos_cli.errors import BadInput
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import ModelArgs
 from cosmos_cli.parallel.data import shard_samples
@@ -29,7 +34,7 @@ from cosmos_cli.parallel.dist import (
     init_model_parallel,
 )
 from cosmos_cli.parallel.launch import TorchrunEnv, relaunch, torchrun_command
-from cosmos_cli.parallel.tp import build_tp_model
+from cosmos_cli.parallel.tp import build_tp_model, check_tp
 
 CPU = torch.device("cpu")
 SAMPLED = SamplingParams(temperature=1.0, top_p=0.9)
@@ -45,7 +50,7 @@ def logits(model, prompt, context, greedy) -> tuple[torch.Tensor, torch.Tensor]:
     """Prefill logits over the prompt, then one-token decode logits along the golden greedy path."""
     batch, prompt_len = prompt.shape
     model.setup_caches(batch, torch.float32, CPU)
-    model.set_context(context)
+    model.bind_context(context, batch)
     prefill = model(prompt, torch.arange(prompt_len), prefill=True)
     steps = [model(greedy[:, i : i + 1], torch.tensor([prompt_len + i])) for i in range(greedy.shape[1] - 1)]
     return prefill, torch.cat(steps, dim=1)
@@ -59,11 +64,17 @@ def generate(model, prompt, context, n, params, seed) -> torch.Tensor:
 def tp_phase(ctx, golden: Path) -> dict:
     config = json.loads((golden / "config.json").read_text())
     args = ModelArgs.from_json(config)
+    try:
+        check_tp(args, 2)
+    except BadInput as e:
+        return {"splittable": False, "error": str(e)}
     case = torch.load(golden / "case.pt", weights_only=False)
     leader = ctx.dims.writes_outputs
     # Only the TP leader holds the inputs; the other rank receives them (as the pipeline will).
     prompt = broadcast_from_tp_leader(case["prompt_tokens"] if leader else None, ctx)
-    context = broadcast_from_tp_leader(case["context"].float() if leader else None, ctx)
+    context = None  # base family: no text context to send
+    if args.cross_attn_every_k_layers:
+        context = broadcast_from_tp_leader(case["context"].float() if leader else None, ctx)
     greedy = case["greedy_tokens"]
     n_new = greedy.shape[1]
 
@@ -73,7 +84,14 @@ def tp_phase(ctx, golden: Path) -> dict:
     tp_prefill, tp_decode = logits(tp, prompt, context, greedy)
     dense_sampled = generate(dense, prompt, context, 24, SAMPLED, 7)
     out = {
-        "inputs_equal": bool(torch.equal(prompt, case["prompt_tokens"]) and torch.equal(context, case["context"])),
+        "splittable": True,
+        "n_heads": args.n_heads,
+        "head_dim": args.head_dim,
+        "n_kv_heads": args.n_kv_heads,
+        "inputs_equal": bool(
+            torch.equal(prompt, case["prompt_tokens"])
+            and (context is None if case.get("context") is None else torch.equal(context, case["context"]))
+        ),
         "prefill_vs_dense": max_diff(tp_prefill, dense_prefill),
         "decode_vs_dense": max_diff(tp_decode, dense_decode),
         "prefill_vs_golden": max_diff(tp_prefill, case["prefill_logits"]),
@@ -124,7 +142,8 @@ def main() -> None:
         return
     with distributed(tp=2, device_type="cpu") as ctx:
         result = {"rank": ctx.dims.rank, "tp_rank": ctx.dims.tp_rank, "backend": ctx.backend}
-        result.update(tp_phase(ctx, golden))
+        sets = [golden] if (golden / "config.json").exists() else sorted(p.parent for p in golden.glob("*/config.json"))
+        result["sets"] = {folder.name: tp_phase(ctx, folder) for folder in sets}
         result.update(dp_phase(ctx, out_dir / "batch.jsonl", out_dir))
     (out_dir / f"rank{env.rank}.json").write_text(json.dumps(result))
 

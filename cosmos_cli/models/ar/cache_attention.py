@@ -58,7 +58,7 @@ if triton is not None:
         n_splits = tl.num_programs(1)
         b = pid_bh // n_kv_heads
         h = pid_bh % n_kv_heads
-        rows = tl.arange(0, BLOCK_M)
+        rows = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)  # a block of query rows (wide windows: several)
         row_ok = rows < n_rows
         s_idx = rows // REP
         head = h * REP + rows % REP
@@ -97,6 +97,10 @@ if triton is not None:
         tl.store(MAX + out + rows, m_i, mask=row_ok)
         tl.store(SUM + out + rows, l_i, mask=row_ok)
 
+
+MAX_BLOCK_M = 128
+"""Query rows per program: a K-token window folds K x (query heads per KV head) rows (512 at K = 128 for the
+5B model); more than 128 rows in one tile would spill the float32 accumulator, so wide windows use several."""
 
 TUNING = {"block_n": 64, "num_warps": 4, "num_stages": 3, "max_splits": 96, "tiles_per_split": 1}
 """Kernel meta-parameters (measured on an H100 with scripts/bench_ar.py; see docs/benchmarks.md)."""
@@ -157,7 +161,7 @@ def _triton_cache_attention(q, k, v, pos, scale: float) -> torch.Tensor:
     hkv, length = k.shape[1], k.shape[2]
     rep = hq // hkv
     n_rows = s * rep
-    block_m = max(16, triton.next_power_of_2(n_rows))
+    block_m = max(16, min(MAX_BLOCK_M, triton.next_power_of_2(n_rows)))
     block_n = TUNING["block_n"]
     splits = _num_splits(b * hkv, length, block_n)
     split_len = triton.cdiv(triton.cdiv(length, splits), block_n) * block_n
@@ -166,7 +170,7 @@ def _triton_cache_attention(q, k, v, pos, scale: float) -> torch.Tensor:
     row_sum = torch.empty_like(row_max)
     q = q.contiguous()
     pos = pos.to(torch.int64).contiguous()
-    _split_kv_kernel[(b * hkv, splits)](
+    _split_kv_kernel[(b * hkv, splits, triton.cdiv(n_rows, block_m))](
         q, k, v, pos, acc, row_max, row_sum,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),

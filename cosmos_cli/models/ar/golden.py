@@ -47,13 +47,18 @@ def check_golden_set(folder: Path) -> list[Difference]:
     cpu = torch.device("cpu")
     model = build_model(args, weights=folder / "model.pt", dtype=torch.float32, device=cpu)
     prompt, context = case["prompt_tokens"], case.get("context")
+    context = None if context is None else context.float()  # None for the base family
     batch, prompt_len = prompt.shape
     greedy = case["greedy_tokens"]
+    expected = (config["batch"], config["prompt_len"], config["num_generated"])
+    if (batch, prompt_len, greedy.shape[1]) != expected:
+        raise ValueError(f"{folder}: case.pt holds {(batch, prompt_len, greedy.shape[1])}, config.json {expected}")
+    if args.has_bov and not bool((prompt[:, 0] == args.bov_token).all()):
+        raise ValueError(f"{folder}: a video2world prompt must start with <bov> {args.bov_token}")
     results = []
 
     model.setup_caches(batch, torch.float32, cpu)
-    if context is not None and args.cross_attn_every_k_layers:
-        model.set_context(context.float())
+    model.bind_context(context, batch)
     prefill = model(prompt, torch.arange(prompt_len), prefill=True)
     results.append(_compare("prefill_logits", prefill, case["prefill_logits"], atol, rtol))
     steps = [model(greedy[:, i : i + 1], torch.tensor([prompt_len + i])) for i in range(greedy.shape[1] - 1)]
@@ -67,7 +72,7 @@ def check_golden_set(folder: Path) -> list[Difference]:
         greedy.shape[1],
         SamplingParams(temperature=0.0),
         torch.zeros(batch, dtype=torch.long),
-        context=context.float() if context is not None and args.cross_attn_every_k_layers else None,
+        context=context,
     )
     results.append(_compare("greedy_tokens", tokens, greedy, atol, rtol))
 

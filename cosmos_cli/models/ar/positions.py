@@ -50,11 +50,10 @@ def rope_angles(args: ModelArgs) -> torch.Tensor:
     theta = args.rope_theta
     inv_t = 1.0 / theta ** (torch.arange(0, dim_t, 2)[: dim_t // 2].float() / dim_t)
     inv_s = 1.0 / theta ** (torch.arange(0, dim_h, 2)[: dim_h // 2].float() / dim_h)
-    inv_h = inv_w = inv_s
-    if args.yarn is not None:
+    if args.yarn is not None:  # spec 1.4: the temporal axis uses original T, BOTH spatial axes original H
         inv_t = _yarn_scale(inv_t, args.yarn.original_latent_shape[0], args.yarn)
-        inv_h = _yarn_scale(inv_s, args.yarn.original_latent_shape[1], args.yarn)
-        inv_w = _yarn_scale(inv_s, args.yarn.original_latent_shape[2], args.yarn)
+        inv_s = _yarn_scale(inv_s, args.yarn.original_latent_shape[1], args.yarn)
+    inv_h = inv_w = inv_s
     pt, ph, pw = _grid_positions(args)
     half = torch.cat(
         [torch.outer(pt.float(), inv_t), torch.outer(ph.float(), inv_h), torch.outer(pw.float(), inv_w)],

@@ -257,6 +257,31 @@ class Transformer(nn.Module):
             layer.context_k = layer.context_v = None
         self.max_batch_size = 0
 
+    @property
+    def cross_attends(self) -> bool:
+        """Video2World models read a text context in their cross-attention layers; base models have none."""
+        return any(layer.cross_attention is not None for layer in self.layers)
+
+    def bind_context(self, context: torch.Tensor | None, batch: int) -> None:
+        """The text context of the next generation, checked against the model's family.
+
+        The one entry point of the decoders: a cross-attending model must get a context for every
+        sample of the batch (else it would silently read the previous request's), and a base model
+        none (it would be ignored, so a caller passing one has mixed up models).
+        """
+        if not self.cross_attends:
+            if context is not None:
+                raise ValueError(f"{self.args.name} has no cross-attention (base family): it takes no text context")
+            return
+        if context is None:
+            raise ValueError(f"{self.args.name} cross-attends to a text context: pass one (B, L, context_dim)")
+        if context.dim() != 3 or context.shape[0] != batch or context.shape[2] != self.args.context_dim:
+            raise ValueError(
+                f"context of shape {tuple(context.shape)} for a batch of {batch}: "
+                f"expected ({batch}, L, {self.args.context_dim})"
+            )
+        self.set_context(context)
+
     @torch.no_grad()
     def set_context(self, context: torch.Tensor) -> None:
         """Project the text context ``(B, L, context_dim)`` to cross-attention K/V once per sample.

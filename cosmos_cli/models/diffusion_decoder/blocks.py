@@ -148,8 +148,16 @@ class Attention(nn.Module):
         q, k = self.to_q[1](q), self.to_k[1](k)
         if self.is_self_attention and rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return self.to_out(self.core(q, k, v).reshape(b, n, -1))
+
+    def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention over the sequence, ``[B, N, H, D]`` in and out.
+
+        A seam, not a feature: a parallel runner may replace it on an instance (sequence parallelism
+        exchanges tokens for heads around it, ``cosmos_cli.parallel.dd``) without the model knowing.
+        """
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+        return out.transpose(1, 2)
 
 
 class VideoAttention(nn.Module):

@@ -55,8 +55,18 @@ def initial_noise(shape: tuple[int, ...], seed: int, dtype: torch.dtype, device:
 class DiffusionDecoder:
     """The whole token -> pixel path around a loaded DiT and CV decoder (no loading, no offloading)."""
 
-    def __init__(self, net: DiffusionDecoderDiT, cv_decoder: CVDecoder, settings: SamplerSettings, seed: int = 1):
+    def __init__(
+        self,
+        net: DiffusionDecoderDiT,
+        cv_decoder: CVDecoder,
+        settings: SamplerSettings,
+        seed: int = 1,
+        make_denoiser: Callable[..., GuidedDenoiser] = GuidedDenoiser,
+    ):
+        """``make_denoiser(net, tokens, context, guidance=, sigma_data=, fps=)`` builds each window's guided
+        denoiser: :class:`GuidedDenoiser` in one process, a parallel runner's factory across ranks."""
         self.net = net
+        self.make_denoiser = make_denoiser
         self.cv_decoder = cv_decoder
         self.settings = settings
         self.seed = seed
@@ -111,7 +121,7 @@ class DiffusionDecoder:
             _, _, t, h, w = window.shape
             shape = (1, LATENT_CHANNELS, t, h * DV_TO_CV_SPATIAL, w * DV_TO_CV_SPATIAL)
             x = initial_noise(shape, self.seed, dtype, device) * s.sigma_max
-            denoiser = GuidedDenoiser(
+            denoiser = self.make_denoiser(
                 self.net,
                 window.to(torch.int32),
                 context,
