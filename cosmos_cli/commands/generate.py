@@ -137,6 +137,13 @@ def command(
     node_rank: Annotated[int, typer.Option("--node-rank", help="This node's rank.")] = 0,
     rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of node 0.")] = None,
     rdzv_backend: Annotated[str | None, typer.Option("--rdzv-backend", help="c10d (default) or static.")] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="cosmos-cli (ours) | nemo (NVIDIA's NeMo script, in its container).")
+    ] = "cosmos-cli",
+    cosmos_repo: Annotated[
+        Path | None,
+        typer.Option("--cosmos-repo", help="--backend nemo: NVIDIA's Cosmos checkout (default: $COSMOS_REPO_DIR, .)"),
+    ] = None,
     overwrite: OverwriteOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -186,8 +193,16 @@ def command(
             gpu_memory_budget=gpu_memory_budget,
             overwrite=overwrite,
             launch=LaunchRequest(gpus, tp, nnodes, node_rank, rdzv_endpoint, rdzv_backend),
+            backend=backend,
+            cosmos_repo=cosmos_repo,
+            given_flags=_given_flags(),
         )
     )
+    if request.backend == "nemo":  # NVIDIA's script runs it (cosmos_cli/nemo/backend.py)
+        from cosmos_cli.nemo.backend import run_nemo
+
+        run_nemo(request)
+        return
     _check_parallel(request)
     from cosmos_cli.parallel.launch import format_command, should_relaunch, torchrun_command
 
@@ -208,6 +223,17 @@ def command(
         relaunch(cmd, debug=debug)
         return
     _generate_here(request)
+
+
+def _given_flags() -> frozenset[str]:
+    """The parameters set on the command line, not left at their defaults."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return frozenset()
+    defaulted = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
+    return frozenset(name for name in ctx.params if ctx.get_parameter_source(name) not in defaulted)
 
 
 def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str | None, config) -> list:
