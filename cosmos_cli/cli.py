@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
-from cosmos_cli import __version__
+from cosmos_cli import __version__, settings
 from cosmos_cli.commands import convert_checkpoint, doctor, download, extract_frames, generate, offload_profile, serve
-from cosmos_cli.errors import CosmosError
-from cosmos_cli.settings import ENV_DEBUG, debug_from_env
+from cosmos_cli.commands.options import DebugOpt
+from cosmos_cli.errors import CosmosError, from_os_error
 
 app = typer.Typer(
     name="cosmos-cli",
@@ -38,7 +38,7 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", envvar=ENV_DEBUG, help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Cosmos-1.0 autoregressive world models, practical to run."""
 
@@ -57,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "generate" in args:
         args = generate.translate_nvidia_flags(args)
-    debug = "--debug" in args or debug_from_env()
+    settings.reset_debug()
     try:
         app(args=args, prog_name="cosmos-cli")  # standalone: usage errors print and exit 2 themselves
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except CosmosError as err:
-        if debug:
+        if settings.debug():
             raise
         from cosmos_cli.console import console
 
@@ -72,10 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # noqa: BLE001 - the boundary: anything unexpected is still one line
-        if debug:
+        if settings.debug():
             raise
         from cosmos_cli.console import console
 
+        usage = from_os_error(err) if isinstance(err, OSError) else None  # a path the user chose (errors.py)
+        if usage is not None:
+            console.print(f"[red]error:[/red] {usage.one_line()}", highlight=False, soft_wrap=True)
+            return usage.exit_code
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         console.print(
             f"[red]error:[/red] unexpected {type(err).__name__}: {message[:300]} "

@@ -7,7 +7,6 @@ Library code reports progress through :func:`progress` and never prints directly
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -20,10 +19,25 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from cosmos_cli import settings
+
+_progress_off = False
+
 
 def is_rank_zero() -> bool:
     """True on the process that talks to the user (rank 0, or no torchrun at all)."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return settings.rank() == 0
+
+
+def disable_progress() -> None:
+    """No progress bars from now on in this process (``serve``: the API reports progress instead)."""
+    global _progress_off
+    _progress_off = True
+
+
+def progress_enabled() -> bool:
+    """Bars only on rank 0, unless ``COSMOS_CLI_NO_PROGRESS=1`` or :func:`disable_progress`."""
+    return is_rank_zero() and not _progress_off and not settings.progress_disabled()
 
 
 console = Console(stderr=True, quiet=not is_rank_zero())
@@ -47,7 +61,7 @@ def progress(description: str, total: float | None, unit: str = "") -> Iterator[
     if unit:
         columns.append(TextColumn("{task.fields[rate]}"))
     columns += [TimeElapsedColumn(), TimeRemainingColumn()]
-    disabled = not is_rank_zero() or os.environ.get("COSMOS_CLI_NO_PROGRESS") == "1"
+    disabled = not progress_enabled()
     with Progress(*columns, console=console, disable=disabled, transient=False) as bar:
         task = bar.add_task(description, total=total, rate="")
 

@@ -7,6 +7,8 @@ Library code raises these; it never prints or calls ``sys.exit`` itself.
 
 from __future__ import annotations
 
+import errno
+
 
 class CosmosError(Exception):
     """A problem the user can fix; ``str(err)`` is the one line shown to them."""
@@ -63,3 +65,21 @@ class GuardrailBlocked(CosmosError):
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message, exit_code=exit_code)
+
+
+def describe(exc: BaseException) -> str:
+    """The line a log or a record shows for any exception: ours as they read, others with their type."""
+    return exc.one_line() if isinstance(exc, CosmosError) else f"{type(exc).__name__}: {exc}"
+
+
+USER_OS_ERRORS = (errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG)
+"""File-system errors about a path the user chose (a file where a folder must be, no permission, a read-only
+mount, a name too long): the boundary in ``cli.main`` shows them as one line, exit 2. Others (``ENOENT`` of a
+file we expected to exist, I/O errors) stay "unexpected": they may be our bugs."""
+
+
+def from_os_error(err: OSError) -> CosmosError | None:
+    """The one-line :class:`BadInput` for an :class:`OSError` in :data:`USER_OS_ERRORS` naming a path, or None."""
+    if err.errno not in USER_OS_ERRORS or not err.filename:
+        return None
+    return BadInput(f"cannot use {err.filename}: {err.strerror}", "choose another path (see --help)")

@@ -338,7 +338,7 @@ def pipeline_config(
 
 def placements_from_flags(offload_all: bool, flags: dict[str, bool], placement: list[str] | None) -> dict[str, str]:
     """``--offload all``, NVIDIA's ``--offload_*`` flags and ``--placement STAGE=WHERE`` (last wins)."""
-    from cosmos_cli.pipeline.offload import PLACEMENTS, STAGE_NAMES, check_placement
+    from cosmos_cli.offload.placements import PLACEMENTS, STAGE_NAMES, check_placement
 
     chosen = dict.fromkeys(STAGE_NAMES, "cpu") if offload_all else {}
     for flag, stages in OFFLOAD_FLAGS.items():

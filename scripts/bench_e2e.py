@@ -70,9 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     cache_dir = _set_compile_cache(args, workdir)
 
-    import torch  # after the cache location is set
-
     import e2e_sections as sec  # beside this script (sys.path[0])
+    import torch  # after the cache location is set
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu"))
     batch = args.batch or (2 if args.tiny else 8)

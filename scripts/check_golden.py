@@ -10,7 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cosmos_cli.models.ar.golden import check_golden_set
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts.golden_ar, the harness
+
+from scripts.golden_ar import check_golden_set  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

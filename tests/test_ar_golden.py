@@ -11,10 +11,10 @@ import torch
 from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.decode.speculative import SpeculativeGenerator
-from cosmos_cli.models.ar.golden import check_golden_set
 from cosmos_cli.models.ar.positions import rope_angles
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import ModelArgs, YarnArgs
+from scripts.golden_ar import check_golden_set
 from tests.conftest import REPO
 from tests.golden_sets import GOLDEN_ROOT, golden_folders, golden_params, load_golden
 

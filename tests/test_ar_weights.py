@@ -47,9 +47,9 @@ def test_safetensors_is_accepted(tmp_path, state):
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda s: s.pop("model.layers.1.attention.wk.weight"), "missing: layers.1.attention.wk.weight"),
-        (lambda s: s.__setitem__("model.layers.9.attention.wq.weight", torch.zeros(1)), "unexpected: layers.9"),
-        (lambda s: s.__setitem__("model.norm.weight", torch.ones(7)), "mis-shaped: norm.weight (7,) != (128,)"),
+        (lambda s: s.pop("model.layers.1.attention.wk.weight"), "missing keys layers.1.attention.wk.weight"),
+        (lambda s: s.__setitem__("model.layers.9.attention.wq.weight", torch.zeros(1)), "unexpected keys layers.9"),
+        (lambda s: s.__setitem__("model.norm.weight", torch.ones(7)), "wrong shapes norm.weight (7,) != (128,)"),
     ],
 )
 def test_mismatched_keys_name_the_first_offenders(tmp_path, state, mutate, expected):
@@ -103,5 +103,5 @@ def test_a_wrong_size_checkpoint_in_the_tiny_folder_is_refused(tiny_checkpoints,
             "--prompt", "a road", "--output-dir", str(tmp_path / "out"), "--guardrail", "off"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "mis-shaped: output.weight (5, 128) != (1600, 128)" in err
+    assert "wrong shapes output.weight (5, 128) != (1600, 128)" in err
     assert not list((tmp_path / "out").rglob("*.mp4"))

@@ -99,7 +99,7 @@ def test_missing_extra_names_the_pip_command(tmp_path, monkeypatch):
     check_guardrail_available("blocklist", folder)  # peft is only needed for the LLM
     with pytest.raises(CosmosError) as err:
         check_guardrail_available("full", folder)
-    assert "peft" in str(err.value) and "pip install 'cosmos-cli[guardrail]'" in str(err.value)
+    assert "peft" in str(err.value) and "pip install 'cosmos-ar-cli[guardrail]'" in str(err.value)
 
 
 def test_unknown_mode_is_bad_input(tmp_path):

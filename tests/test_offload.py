@@ -15,8 +15,8 @@ from torch import nn
 from cosmos_cli.checkpoints import CheckpointLayout
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.errors import BadInput
-from cosmos_cli.pipeline import offload
-from cosmos_cli.pipeline.offload import Placements, host_bytes
+from cosmos_cli.offload import placements as offload
+from cosmos_cli.offload.placements import Placements, host_bytes
 from cosmos_cli.pipeline.stage import Stage
 from cosmos_cli.stages.ar_model import ARModelStage
 from cosmos_cli.stages.video_tokenizer import VideoTokenizerStage

@@ -13,8 +13,8 @@ from cosmos_cli.cli import main
 from cosmos_cli.errors import NotEnoughMemory
 from cosmos_cli.guardrail.retinaface import RetinaFace
 from cosmos_cli.models.diffusion_decoder.config import DiTConfig
-from cosmos_cli.pipeline import plan
-from cosmos_cli.pipeline.plan import GIB, StageSize, choose_placements, estimate
+from cosmos_cli.offload import plan
+from cosmos_cli.offload.plan import GIB, StageSize, choose_placements, estimate
 from tests.conftest import TINY_AR_DIR
 
 REAL_AR_DIR = "Cosmos-1.0-Autoregressive-5B-Video2World"

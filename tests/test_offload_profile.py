@@ -1,5 +1,5 @@
 """offload-profile's measured mode on the CPU: the stand-in pipeline at tiny sizes, rows, records, summary,
-and ``generate --gpu-memory-budget``. GPU memory is not measured here (the lead runs the H100 command in
+and ``generate --gpu-memory-budget``. GPU memory is not measured here (the H100 figures and their command are in
 docs/offload.md); what is checked is that every row runs the real pipeline code and reports what it did."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 
 from cosmos_cli.cli import main
 from cosmos_cli.errors import BadInput
-from cosmos_cli.pipeline import profile as prof
-from cosmos_cli.pipeline.offload import STAGE_NAMES
-from cosmos_cli.pipeline.profile import RowSpec
+from cosmos_cli.offload import profile as prof
+from cosmos_cli.offload.placements import STAGE_NAMES
+from cosmos_cli.offload.profile import RowSpec
 from tests.conftest import TINY_AR_DIR, shared_path
 
 STRATEGIES = ["none", "all-but-ar", "all", "auto"]
@@ -31,7 +31,7 @@ def test_rows_parse_with_modifiers():
 
 def test_all_stream_row_is_known_and_checked_against_the_ar_bound():
     from cosmos_cli.models.config import PRESETS
-    from cosmos_cli.pipeline.plan import strategies_for
+    from cosmos_cli.offload.plan import strategies_for
 
     names = [s.name for s in strategies_for(PRESETS["5b-video2world"])] + ["auto"]
     assert names[-2:] == ["all-stream", "auto"]

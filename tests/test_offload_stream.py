@@ -22,10 +22,10 @@ from torch.utils._pytree import tree_leaves
 from cosmos_cli.checkpoints import CheckpointLayout
 from cosmos_cli.cli import main
 from cosmos_cli.errors import BadInput
-from cosmos_cli.pipeline import offload
-from cosmos_cli.pipeline.offload import Placements
+from cosmos_cli.offload import placements as offload
+from cosmos_cli.offload.placements import Placements
+from cosmos_cli.offload.streaming import block_list, find_blocks, stage_blocks
 from cosmos_cli.pipeline.stage import Stage
-from cosmos_cli.pipeline.streaming import block_list, find_blocks, stage_blocks
 from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
 from cosmos_cli.stages.text_encoder import TextEncoderStage
 from tests.conftest import TINY_AR_DIR, shared_path
@@ -283,7 +283,7 @@ class NoParkedBlockReads(TorchFunctionMode):
     """Flags any op whose input is a block weight still on its host copy, outside the placement code
     (which copies from the host copies on purpose)."""
 
-    SKIP = ("cosmos_cli/pipeline/offload.py", "cosmos_cli/pipeline/streaming.py")
+    SKIP = ("cosmos_cli/offload/placements.py", "cosmos_cli/offload/streaming.py")
 
     def __init__(self, stages):
         """``stages``: the streamed ones (the others' weights are on the device whole while they run)."""
@@ -345,9 +345,9 @@ def test_tiny_t5_and_diffusion_decoder_stream_exactly(tiny_checkpoints):
 
 
 def test_standin_pipeline_streams_every_stage_that_can(tiny_checkpoints, tmp_path):
-    from cosmos_cli.pipeline import profile as prof
+    from cosmos_cli.offload import profile as prof
+    from cosmos_cli.offload.plan import STREAM_STRATEGIES
     from cosmos_cli.pipeline.pipeline import PipelineConfig
-    from cosmos_cli.pipeline.plan import STREAM_STRATEGIES
     from cosmos_cli.pipeline.samples import Sample
     from cosmos_cli.pipeline.standins import StandInPipeline
 

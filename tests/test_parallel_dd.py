@@ -16,7 +16,6 @@ import sys
 import pytest
 import torch
 
-from cosmos_cli.errors import BadInput
 from cosmos_cli.parallel.dd import DDParallelDims, UlyssesCore, default_cfg, token_split
 from cosmos_cli.tiny.diffusion_decoder import write_tiny_diffusion_decoder
 from tests.conftest import REPO, shared_path
@@ -83,9 +82,9 @@ def test_dims_roles_and_refusals():
     roles = [DDParallelDims(8, 2, r) for r in range(8)]
     assert [d.cfg_rank for d in roles] == [0] * 4 + [1] * 4
     assert [d.sp_rank for d in roles] == [0, 1, 2, 3] * 2 and roles[0].sp == 4
-    with pytest.raises(BadInput, match="do not split into 2 CFG branches"):
+    with pytest.raises(ValueError, match="do not split into 2 CFG branches"):
         DDParallelDims(3, 2)
-    with pytest.raises(BadInput, match="1 or 2"):
+    with pytest.raises(ValueError, match="1 or 2"):
         DDParallelDims(4, 4)
     assert default_cfg(1) == 1 and default_cfg(2) == 2 and default_cfg(3) == 1 and default_cfg(8) == 2
 
@@ -100,5 +99,5 @@ def test_token_split_is_complete_and_balanced():
 def test_ulysses_refuses_heads_that_do_not_split():
     core = UlyssesCore(lambda q, k, v: q, [2, 2], 0, group=None)
     q = torch.zeros(1, 2, 3, 4)
-    with pytest.raises(BadInput, match="3 attention heads do not split over 2"):
+    with pytest.raises(ValueError, match="3 attention heads do not split over 2"):
         core(q, q, q)

@@ -67,7 +67,7 @@ def test_quantize_model_replaces_every_linear_and_sizes_agree():
 
 
 def test_offload_plan_counts_the_smaller_weights():
-    from cosmos_cli.pipeline.plan import PipelineShape, ar_size
+    from cosmos_cli.offload.plan import PipelineShape, ar_size
 
     args = PRESETS["5b-video2world"]
     bf16, int8 = (ar_size(PipelineShape(args=args, ar_quantization=m)) for m in ("bf16", "int8"))

@@ -174,6 +174,43 @@ def test_bad_fields_are_422(client, fields, message):
     assert response.json()["error"]["message"].startswith(message)
 
 
+def _peak_rss(pid: int) -> int:
+    """The process's peak resident memory so far (``VmHWM``), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_huge_image_uploads_are_422_without_decoding(client, server, tmp_path):
+    from tests.test_bad_input import big_png
+
+    png = big_png(tmp_path / "bomb.png", 9000)  # ~10 KB declaring 81 MP: 243 MB once decoded as RGB
+    before = _peak_rss(server.process.pid)
+    responses: list[httpx.Response | None] = [None] * 4
+
+    def send(i: int) -> None:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=60) as own:
+            responses[i] = submit(own, png)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in responses] == [422] * 4
+    assert all("bomb.png: an image of 9000x9000 is too large" in r.json()["error"]["message"] for r in responses)
+    assert _peak_rss(server.process.pid) - before < 100 * 2**20
+
+
+def test_a_300_character_upload_name_is_accepted(client, server):
+    name = "n" * 296 + ".jpg"
+    response = submit(client, shared_path("data", "clips", "input.jpg"), name=name)
+    assert response.status_code == 202, response.text
+    job = wait(client, response.json()["id"])
+    assert job["status"] == "succeeded" and job["params"]["filename"] == name
+
+
 def test_num_frames_gives_a_longer_video(client, tmp_path):
     response = submit(client, shared_path("data", "clips", "input.mp4"), num_frames=57, seed=1)
     assert response.status_code == 202

@@ -7,7 +7,6 @@ A thin verb: options -> :func:`cosmos_cli.hub.download.make_plan` -> either a ta
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,7 +40,7 @@ class RichReporter:
             TransferSpeedColumn,
         )
 
-        from cosmos_cli.console import console, is_rank_zero
+        from cosmos_cli.console import console, progress_enabled
 
         self.progress = Progress(
             TextColumn("{task.description}", style="bold", markup=False),
@@ -50,7 +49,7 @@ class RichReporter:
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=console,
-            disable=not is_rank_zero() or os.environ.get("COSMOS_CLI_NO_PROGRESS") == "1",
+            disable=not progress_enabled(),
         )
         self.total = self.progress.add_task("total", total=total_bytes, visible=total_bytes > 0)
         self.file = self.progress.add_task("", total=None, visible=False)
@@ -183,4 +182,6 @@ def command(
         parts.append(f"verified {len(result.adopted)} already on disk")
     if result.present:
         parts.append(f"{len(result.present)} were present")
+    if result.partial_bytes_removed:
+        parts.append(f"removed {human(result.partial_bytes_removed)} of partial files left by an interrupted run")
     info(f"{', '.join(parts)}; manifest: {result.manifest}")

@@ -81,7 +81,9 @@ def command(
     """
     from cosmos_cli.console import info, progress, stdout
     from cosmos_cli.io.frames import plan_extract, run_extract
+    from cosmos_cli.io.video import check_output_size
 
+    check_output_size(height, width)
     if num_frames not in SUPPORTED_NUM_FRAMES:
         raise BadInput(f"--num-frames {num_frames} is not supported", "use 9 (the default) or 1, as the model does")
     plan = plan_extract(

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from cosmos_cli import settings
 from cosmos_cli.checkpoints import DEFAULT_AR_MODEL_DIR
 from cosmos_cli.commands.options import (
     DEFAULT_CHECKPOINT,
@@ -204,6 +205,13 @@ def command(
         run_nemo(request)
         return
     _check_parallel(request)
+    from cosmos_cli.io.atomic import check_writable_folder
+
+    check_writable_folder(request.output_dir)  # a file on its path or /proc: one line now, not after the run
+    if input is not None:  # one input: a picture too large is refused before the models load
+        from cosmos_cli.io.video import check_input_size
+
+        check_input_size(input)
     from cosmos_cli.parallel.launch import format_command, should_relaunch, torchrun_command
 
     if should_relaunch(gpus, nnodes):  # this process becomes torchrun's agent; the workers do the job
@@ -220,7 +228,10 @@ def command(
         if debug:
             info(f"torchrun: {format_command(cmd)}")
         os.environ[TORCHRUN_CMD_ENV] = format_command(cmd)
-        relaunch(cmd, debug=debug)
+        from cosmos_cli.pipeline.interrupt import launcher_interruptible
+
+        with launcher_interruptible(request, _write_summary):  # Ctrl-C / SIGTERM: 130 / 143 and a summary
+            relaunch(cmd, debug=debug)
         return
     _generate_here(request)
 
@@ -254,11 +265,10 @@ def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str
 
 def _check_parallel(request) -> None:
     """Process counts and ``--tp`` checked in the launching process, before any worker starts."""
-    import os
     import warnings
 
     launch = request.launch
-    world = int(os.environ.get("WORLD_SIZE", launch.gpus * launch.nnodes))
+    world = settings.world_size(launch.gpus * launch.nnodes)
     tp = launch.tp
     if tp is None:
         return
@@ -278,17 +288,16 @@ def _check_parallel(request) -> None:
     check_tp(resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir), tp)
 
 
-TORCHRUN_CMD_ENV = "COSMOS_CLI_TORCHRUN_COMMAND"
+TORCHRUN_CMD_ENV = settings.ENV_TORCHRUN_COMMAND
 
 
 def _generate_here(request) -> None:
     """The job of one process: alone, or as one torchrun worker (TP group member / DP share)."""
-    import os
 
     from cosmos_cli.parallel.dist import default_tp, distributed
 
     tp = request.launch.tp
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = settings.world_size()
     if tp is None:
         from cosmos_cli.checkpoints import CheckpointLayout
         from cosmos_cli.stages.ar_model import resolve_model_args
@@ -296,12 +305,13 @@ def _generate_here(request) -> None:
         config = request.pipeline
         args = resolve_model_args(CheckpointLayout(config.checkpoint_dir, config.ar_model_dir).ar_dir)
         tp = default_tp(world, len(request.samples), args.n_kv_heads)
-    with distributed(tp) as ctx:
+    from cosmos_cli.pipeline.interrupt import interruptible
+
+    with distributed(tp) as ctx, interruptible(request, ctx, _write_summary):  # Ctrl-C / SIGTERM: 130 / 143
         _run(request, ctx)
 
 
 def _run(request, ctx) -> None:
-    import os
 
     from cosmos_cli.console import info, stdout, warn
     from cosmos_cli.parallel.data import shard_samples
@@ -341,14 +351,17 @@ def _run(request, ctx) -> None:
         f"[bold]{pipeline.args.name}[/bold] on {where}, {len(all_samples)} sample(s), batch {config.batch_size}, "
         f"decoder: {'diffusion' if pipeline.diffusion_decoder else 'DV8x16x16'}, guardrail: {config.guardrail}"
     )
-    launched = os.environ.get(TORCHRUN_CMD_ENV)
+    launched = settings.torchrun_command()
     extra = {"torchrun": launched} if launched else {}
     if ctx is not None:
         extra["parallel"] = {"world": ctx.dims.world, "tp": ctx.dims.tp, "dp": ctx.dims.dp}
         if pipeline.dd_parallel is not None and pipeline.diffusion_decoder is not None:
             dd = pipeline.dd_parallel.dims
             extra["parallel"]["diffusion_decoder"] = {"cfg": dd.cfg, "sp": dd.sp}
-    results = pipeline.run(samples, request.output_dir, overwrite=request.overwrite, extra_record=extra)
+    from cosmos_cli.pipeline.interrupt import raise_if_interrupted
+
+    results = pipeline.run(samples, request.output_dir, overwrite=request.overwrite, extra_record=extra,
+                           should_stop=raise_if_interrupted, on_event=raise_if_interrupted)  # fmt: skip
     if ctx is not None:
         from cosmos_cli.parallel.dist import gather_objects
 
@@ -388,7 +401,7 @@ def _report(results, n_samples: int, ctx, stdout, warn) -> None:
 def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], adjust_batch: bool) -> None:
     """``--gpu-memory-budget``: the plan's fastest placement that fits (``docs/offload.md``)."""
     from cosmos_cli.console import info
-    from cosmos_cli.pipeline.plan import GIB, describe, fit_budget
+    from cosmos_cli.offload.plan import GIB, describe, fit_budget
 
     chosen = fit_budget(pipeline, budget_gib, fixed=fixed, adjust_batch=adjust_batch)
     info(
@@ -397,10 +410,10 @@ def _fit_gpu_memory_budget(pipeline, budget_gib: float, fixed: dict[str, str], a
     )
 
 
-def _write_summary(output_dir: Path, results) -> None:
+def _write_summary(output_dir: Path, results, **extra) -> None:
     from cosmos_cli.io.atomic import atomic_path
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"samples": [r.as_dict() for r in results]}
+    summary = {"samples": [r.as_dict() for r in results], **extra}
     with atomic_path(output_dir / "summary.json", overwrite=True) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))

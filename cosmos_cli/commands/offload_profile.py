@@ -75,7 +75,7 @@ def command(
     """Measure (or with --plan, estimate) GPU memory and time of each offloading strategy; recommend one."""
     import torch
 
-    from cosmos_cli.pipeline import plan as planning
+    from cosmos_cli.offload import plan as planning
 
     check_text_encoder_dtype(text_encoder_dtype)
     from cosmos_cli.quant.linear import check_quantization
@@ -108,7 +108,7 @@ def command(
         quantization=quantization,
     )
     sizes = planning.stage_sizes(base)
-    from cosmos_cli.pipeline.profile_view import measured_view, plan_view
+    from cosmos_cli.offload.profile_view import measured_view, plan_view
 
     if plan:
         report = _plan_report(sizes, base, budget, host)
@@ -145,8 +145,8 @@ def _write_text(path: Path, text: str) -> None:
 
 # ---- --plan ------------------------------------------------------------------------------------
 def _plan_report(sizes, shape, budget: float, host: float | None) -> dict:
-    from cosmos_cli.pipeline import plan as planning
-    from cosmos_cli.pipeline.offload import available_host_bytes
+    from cosmos_cli.offload import plan as planning
+    from cosmos_cli.offload.placements import available_host_bytes
 
     rows = planning.plan_rows(shape, sizes, budget, host)
     fitting = [r for r in rows if r.fits and r.strategy != "auto"]
@@ -193,8 +193,8 @@ def _flags(policy: dict) -> str:
 # ---- measured ----------------------------------------------------------------------------------
 def _measure(params: dict, sizes, base, budget: float, host: float | None, save) -> dict:
     from cosmos_cli.console import info
-    from cosmos_cli.pipeline import plan as planning
-    from cosmos_cli.pipeline import profile as prof
+    from cosmos_cli.offload import plan as planning
+    from cosmos_cli.offload import profile as prof
 
     args = base.args
     names = [s.name for s in planning.strategies_for(args)] + ["auto"]

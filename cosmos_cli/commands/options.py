@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cosmos_cli.errors import BadInput
-from cosmos_cli.settings import DEFAULT_CHECKPOINT_DIR, ENV_CHECKPOINT_DIR, ENV_DEBUG
+from cosmos_cli.settings import DEFAULT_CHECKPOINT_DIR, ENV_CHECKPOINT_DIR, ENV_DEBUG, enable_debug
 
 CheckpointDirOpt = Annotated[
     Path,
@@ -23,16 +23,12 @@ CheckpointDirOpt = Annotated[
 ]
 DEFAULT_CHECKPOINT = DEFAULT_CHECKPOINT_DIR
 
-OutputDirOpt = Annotated[
-    Path,
-    typer.Option("--output-dir", "--video_save_folder", help="Folder that receives the outputs."),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same video.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 DebugOpt = Annotated[
     bool,
-    typer.Option("--debug", envvar=ENV_DEBUG, help="Show full tracebacks on errors."),
+    typer.Option("--debug", envvar=ENV_DEBUG, callback=enable_debug, help="Show full tracebacks on errors."),
 ]
+"""The one ``--debug``: its callback tells :mod:`cosmos_cli.settings`, which the error boundary asks."""
 
 
 # ---- how the pipeline is built: shared by `generate` and `serve` ----------------------------------------

@@ -7,7 +7,6 @@ its worker thread while ``/healthz`` already answers. Jobs persist under ``--job
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +35,7 @@ from cosmos_cli.commands.options import (
     TextEncoderDtypeOpt,
 )
 from cosmos_cli.errors import BadInput
+from cosmos_cli.serve.limits import DEFAULT_UPLOAD_CHECKS
 
 LOGGER = "cosmos_cli.serve"
 
@@ -52,6 +52,10 @@ def command(
     jobs_dir: Annotated[
         Path, typer.Option("--jobs-dir", help="Job database, uploads and results (kept across restarts).")
     ] = Path("cosmos-jobs"),
+    max_upload_checks: Annotated[
+        int,
+        typer.Option("--max-upload-checks", help="Uploads decoded and checked at once (each up to ~1 GiB)."),
+    ] = DEFAULT_UPLOAD_CHECKS,
     api_key_file: Annotated[
         Path | None, typer.Option("--api-key-file", help="File holding the API key (else COSMOS_API_KEY).")
     ] = None,
@@ -81,6 +85,13 @@ def command(
     from cosmos_cli.request import pipeline_config
     from cosmos_cli.serve.auth import load_api_key, require_key_for
 
+    if not 0 <= port <= 65535:
+        raise BadInput(f"--port {port} is not a TCP port", "use 0 to 65535, e.g. --port 8000; 0 picks a free port")
+    if max_upload_checks < 1:
+        raise BadInput(f"--max-upload-checks must be at least 1, got {max_upload_checks}", "use e.g. 2")
+    from cosmos_cli.io.atomic import check_writable_folder
+
+    check_writable_folder(jobs_dir, "--jobs-dir")  # before the models load
     if max_upload_mb <= 0:
         raise BadInput(f"--max-upload-mb must be positive, got {max_upload_mb}", "use e.g. 200")
     config = pipeline_config(  # the same builder and checks as `generate`
@@ -106,7 +117,9 @@ def command(
     api_key = load_api_key(api_key_file)
     require_key_for(host, api_key)
     # Per-token progress bars would flood a server log; the API reports progress instead.
-    os.environ.setdefault("COSMOS_CLI_NO_PROGRESS", "1")
+    from cosmos_cli.console import disable_progress
+
+    disable_progress()
     if guardrail == Guardrail.off:
         from cosmos_cli.console import warn
         from cosmos_cli.guardrail import GUARDRAIL_OFF_WARNING
@@ -116,10 +129,12 @@ def command(
     from cosmos_cli.pipeline.standins import open_pipeline
 
     pipeline = open_pipeline(config)
-    _serve(pipeline, host, port, jobs_dir, batch_size, int(max_upload_mb * 2**20), api_key)
+    _serve(pipeline, host, port, jobs_dir, batch_size, int(max_upload_mb * 2**20), api_key, max_upload_checks)
 
 
-def _serve(pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_upload: int, api_key) -> None:
+def _serve(
+    pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_upload: int, api_key, upload_checks: int
+) -> None:
     import logging
 
     import uvicorn
@@ -159,6 +174,7 @@ def _serve(pipeline, host: str, port: int, jobs_dir: Path, batch_size: int, max_
         model=pipeline.args.name,
         device=str(pipeline.device),
         batch_size=batch_size,
+        max_upload_checks=upload_checks,
     )
     app = create_app(store, worker, settings)
     config = uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=15)
@@ -197,9 +213,9 @@ def _bind(host: str, port: int):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as err:
+    except (OSError, OverflowError) as err:  # OverflowError: a port outside 0-65535
         sock.close()
-        reason = err.strerror or str(err)
+        reason = getattr(err, "strerror", None) or str(err)
         raise BadInput(f"cannot listen on {host}:{port}: {reason}", "choose another --port or --host") from err
     sock.listen(2048)
     sock.set_inheritable(True)

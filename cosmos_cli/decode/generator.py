@@ -8,42 +8,20 @@ step and the graph replay run the very same function, so CPU tests exercise the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 
+from cosmos_cli.decode.base import GenerationStats, GraphedDecoder, ProgressFn, synced_time
 from cosmos_cli.decode.sampling import SamplingParams, sample
 from cosmos_cli.models.ar.transformer import Transformer
 
-ProgressFn = Callable[[int], None]
 
-
-@dataclass
-class GenerationStats:
-    prefill_s: float = 0.0
-    decode_s: float = 0.0
-    warmup_s: float = 0.0
-    num_tokens: int = 0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def ms_per_token(self) -> float:
-        return 1000 * self.decode_s / max(self.num_tokens - 1, 1)
-
-
-class ARGenerator:
+class ARGenerator(GraphedDecoder):
     """Generates video tokens for a batch of prompts that share one prompt length."""
 
     def __init__(self, model: Transformer, *, compile: bool = False, cuda_graph: bool | None = None):
-        self.model = model
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
-        self.compile = compile
-        self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
-        self._graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
-        self._compiled: Callable | None = None
+        super().__init__(model, compile=compile, cuda_graph=cuda_graph)
         self.stats = GenerationStats()
 
     # ---- static state -------------------------------------------------------------------------
@@ -58,14 +36,12 @@ class ARGenerator:
             self.out = torch.zeros(batch, num_new, dtype=torch.long, device=dev)
         self.seeds.copy_(seeds.to(dev, torch.long))
 
+    def _state_tensors(self) -> list[torch.Tensor]:
+        return [self.cur_tok, self.cur_pos, self.seeds, self.out]
+
     def _buffers_key(self) -> tuple:
         """Addresses of every tensor a captured graph reads or writes: the graph is valid only for these."""
-        tensors = [self.cur_tok, self.cur_pos, self.seeds, self.out]
-        for layer in self.model.layers:
-            cache = layer.attention.kv_cache
-            tensors += [cache.k, cache.v] if cache is not None else []
-            tensors += [t for t in (layer.context_k, layer.context_v) if t is not None]
-        return tuple((t.data_ptr(), tuple(t.shape)) for t in tensors) + (self.prompt_len,)
+        return self._addresses(self._state_tensors() + self._model_buffers()) + (self.prompt_len,)
 
     def _step(self, params: SamplingParams) -> None:
         """One decode step on the static state: logits at ``cur_pos``, sample ``cur_pos + 1``, advance."""
@@ -76,50 +52,17 @@ class ARGenerator:
         self.cur_tok.copy_(nxt[:, None])
         self.cur_pos.copy_(next_pos)
 
-    def _step_fn(self) -> Callable[[SamplingParams], None]:
-        if not self.compile:
-            return self._step
-        if self._compiled is None:
-            self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False)
-        return self._compiled
-
     def _replay_fn(self, params: SamplingParams) -> Callable[[], None]:
         """The step as a zero-argument callable: a CUDA graph replay, or a plain call."""
-        step = self._step_fn()
+        step = self._compiled_step(self._step)
         if not self.cuda_graph:
             return lambda: step(params)
         key = (self._buffers_key(), params, self.compile)
         if key not in self._graphs:
             self._graphs.clear()  # graphs of reallocated buffers must never replay
-            saved_tok, saved_pos, saved_out = self.cur_tok.clone(), self.cur_pos.clone(), self.out.clone()
-            t0 = time.perf_counter()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):  # warm-up: compiles, autotunes, and fills allocator pools
-                    step(params)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                step(params)
-            torch.cuda.synchronize()
-            self.stats.warmup_s += time.perf_counter() - t0
-            self._graphs[key] = graph
-            # Warm-up wrote past the current position; those slots are masked and rewritten before use.
-            self.cur_tok.copy_(saved_tok)
-            self.cur_pos.copy_(saved_pos)
-            self.out.copy_(saved_out)
-        return self._graphs[key].replay
+        return self._replay(key, lambda: step(params))
 
     # ---- public -------------------------------------------------------------------------------
-    def release_graphs(self) -> None:
-        """Forget captured graphs: call after the model's weights moved (graphs hold their addresses).
-
-        The compiled step is kept: it does not depend on addresses, so re-capturing costs a few warm-up
-        steps, not a recompilation.
-        """
-        self._graphs.clear()
-
     @torch.no_grad()
     def generate(
         self,
@@ -134,14 +77,11 @@ class ARGenerator:
     ) -> torch.Tensor:
         """Return ``num_new`` tokens (B, num_new) that follow ``prompt`` (B, P)."""
         batch, prompt_len = prompt.shape
-        if prompt_len + num_new > self.model.args.max_seq_len:
-            raise ValueError(f"{prompt_len} + {num_new} tokens exceed max_seq_len {self.model.args.max_seq_len}")
-        self.model.setup_caches(batch, self.dtype, self.device)
-        self.model.bind_context(None if context is None else context.to(self.device, self.dtype), batch)
+        self._setup(prompt, num_new, context)
         self._allocate(batch, prompt_len, num_new, seeds)
         self.stats = GenerationStats(warmup_s=self.stats.warmup_s if self._graphs else 0.0)
 
-        t0 = _now(self.device)
+        t0 = synced_time(self.device)
         prompt = prompt.to(self.device)
         logits = self.model(prompt, torch.arange(prompt_len, device=self.device), prefill=True, last_only=True)
         pos = torch.full((batch,), prompt_len, dtype=torch.long, device=self.device)
@@ -149,14 +89,14 @@ class ARGenerator:
         self.out[:, 0] = first
         self.cur_tok.copy_(first[:, None])
         self.cur_pos.fill_(prompt_len)
-        self.stats.prefill_s = _now(self.device) - t0
+        self.stats.prefill_s = synced_time(self.device) - t0
         if on_prefill_done:
             on_prefill_done()
         if on_progress:
             on_progress(1)
 
         run_step = self._replay_fn(params) if num_new > 1 else None
-        t1 = _now(self.device)
+        t1 = synced_time(self.device)
         pending = 0
         for i in range(1, num_new):
             run_step()
@@ -167,12 +107,6 @@ class ARGenerator:
                 if on_progress:
                     on_progress(pending)
                 pending = 0
-        self.stats.decode_s = _now(self.device) - t1
+        self.stats.decode_s = synced_time(self.device) - t1
         self.stats.num_tokens = num_new
         return self.out.clone()
-
-
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()

@@ -30,15 +30,15 @@ Engineering, so that one iteration is a fixed-shape function of device tensors (
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from cosmos_cli.decode import rng
+from cosmos_cli.decode.base import GenerationStats, GraphedDecoder, ProgressFn, TokenGenerator, synced_time
 from cosmos_cli.decode.drafts import DraftProposer, make_draft
-from cosmos_cli.decode.generator import ARGenerator, GenerationStats, ProgressFn, _now
+from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams, sample, warped_probs
 from cosmos_cli.models.ar.transformer import Transformer
 
@@ -195,7 +195,7 @@ class _State:
         return [v for v in vars(self).values() if isinstance(v, torch.Tensor)]
 
 
-class SpeculativeGenerator:
+class SpeculativeGenerator(GraphedDecoder):
     """Generates video tokens like :class:`ARGenerator` (same ``generate``), K tokens verified per pass.
 
     ``window``: K, the number of positions verified per forward pass. ``draft``: the initialiser of new
@@ -218,7 +218,7 @@ class SpeculativeGenerator:
             raise ValueError(f"the speculative window must be at least 1 token, got {window}")
         if top_p_method not in TOP_P_METHODS:
             raise ValueError(f"top_p_method must be one of {TOP_P_METHODS}, got {top_p_method!r}")
-        self.model = model
+        super().__init__(model, compile=compile, cuda_graph=cuda_graph)
         self.window = window
         args = model.args
         self.vocab = args.output_rows
@@ -228,14 +228,8 @@ class SpeculativeGenerator:
             else make_draft(draft, self.vocab, args.tokens_per_frame, int(args.has_bov))
         )
         self.top_p_method = top_p_method
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
-        self.compile = compile
-        self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
         self.state: _State | None = None
         self._state_key: tuple | None = None
-        self._graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
-        self._compiled: Callable | None = None
         self.stats = SpeculativeStats()
 
     # ---- one iteration: verify, couple, commit, shift -----------------------------------------------
@@ -311,47 +305,20 @@ class SpeculativeGenerator:
         s.iteration += 1
 
     # ---- compile / graph ----------------------------------------------------------------------------
-    def _iterate_fn(self) -> Callable[[SamplingParams, int], None]:
-        if not self.compile:
-            return self._iterate
-        if self._compiled is None:
-            self._compiled = torch.compile(self._iterate, fullgraph=True, dynamic=False)
-        return self._compiled
+    def _state_tensors(self) -> list[torch.Tensor]:
+        return self.state.tensors()
 
     def _buffers_key(self) -> tuple:
         """Addresses a captured graph depends on besides our state: every KV cache and context K/V."""
-        tensors = []
-        for layer in self.model.layers:
-            cache = layer.attention.kv_cache
-            tensors += [cache.k, cache.v] if cache is not None else []
-            tensors += [t for t in (layer.context_k, layer.context_v) if t is not None]
-        return tuple((t.data_ptr(), tuple(t.shape)) for t in tensors)
+        return self._addresses(self._model_buffers())
 
     def _replay_fn(self, params: SamplingParams, length: int) -> Callable[[], None]:
         """The iteration as a zero-argument callable: a CUDA graph replay, or a plain call."""
-        step = self._iterate_fn()
+        step = self._compiled_step(self._iterate)
         if not self.cuda_graph:
             return lambda: step(params, length)
         key = (self._state_key, length, params, self.compile, self._buffers_key())
-        if key not in self._graphs:
-            saved = [t.clone() for t in self.state.tensors()]
-            t0 = time.perf_counter()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):  # warm-up: compiles, autotunes, and fills allocator pools
-                    step(params, length)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                step(params, length)
-            torch.cuda.synchronize()
-            self.stats.warmup_s += time.perf_counter() - t0
-            self._graphs[key] = graph
-            # Warm-up wrote cache slots at or past the committed length: masked, and rewritten before use.
-            for tensor, value in zip(self.state.tensors(), saved, strict=True):
-                tensor.copy_(value)
-        return self._graphs[key].replay
+        return self._replay(key, lambda: step(params, length))
 
     # ---- public -------------------------------------------------------------------------------------
     def _reset(self, prompt: torch.Tensor, num_new: int, seeds: torch.Tensor) -> None:
@@ -366,10 +333,6 @@ class SpeculativeGenerator:
             tensor.zero_()
         self.state.seq[:, :prompt_len].copy_(prompt)
         self.state.seeds.copy_(seeds.to(self.device, torch.long))
-
-    def release_graphs(self) -> None:
-        """Forget captured graphs after the model's weights moved; the compiled iteration is kept."""
-        self._graphs.clear()
 
     @torch.no_grad()
     def generate(
@@ -391,12 +354,9 @@ class SpeculativeGenerator:
         """
         batch, prompt_len = prompt.shape
         length = prompt_len + num_new
-        if length > self.model.args.max_seq_len:
-            raise ValueError(f"{prompt_len} + {num_new} tokens exceed max_seq_len {self.model.args.max_seq_len}")
-        if length + self.window >= KEY_STRIDE:
+        if length <= self.model.args.max_seq_len and length + self.window >= KEY_STRIDE:
             raise ValueError(f"sequences of {length} tokens exceed the noise key range ({KEY_STRIDE})")
-        self.model.setup_caches(batch, self.dtype, self.device)
-        self.model.bind_context(None if context is None else context.to(self.device, self.dtype), batch)
+        self._setup(prompt, num_new, context)
         prompt = prompt.to(self.device)
         self._reset(prompt, num_new, seeds)
         s = self.state
@@ -404,12 +364,12 @@ class SpeculativeGenerator:
             warmup_s=self.stats.warmup_s if self._graphs else 0.0, window=self.window, draft=self.drafts.name
         )
 
-        t0 = _now(self.device)
+        t0 = synced_time(self.device)
         logits = self.model(prompt, torch.arange(prompt_len, device=self.device), prefill=True, last_only=True)
         first_pos = torch.full((batch,), prompt_len, dtype=torch.long, device=self.device)
         s.seq[:, prompt_len] = sample(logits[:, -1], params, s.seeds, first_pos)
         s.n.fill_(prompt_len + 1)
-        self.stats.prefill_s = _now(self.device) - t0
+        self.stats.prefill_s = synced_time(self.device) - t0
         if on_prefill_done:
             on_prefill_done()
         if on_progress:
@@ -418,7 +378,7 @@ class SpeculativeGenerator:
         if num_new > 1:
             self._init_window()
             run = self._replay_fn(params, length)
-            t1 = _now(self.device)
+            t1 = synced_time(self.device)
             done = 1
             while done < num_new:
                 # Even if every draft were kept, the slowest sample needs this many more passes.
@@ -428,7 +388,7 @@ class SpeculativeGenerator:
                 if on_progress:
                     on_progress(committed - done)
                 done = committed
-            self.stats.decode_s = _now(self.device) - t1
+            self.stats.decode_s = synced_time(self.device) - t1
         self.stats.num_tokens = num_new
         self._collect_stats()
         return s.seq[:, prompt_len:length].clone()
@@ -460,7 +420,7 @@ def make_generator(
     window: int = 32,
     draft: str = "prev-frame",
     compile: bool = False,
-) -> ARGenerator | SpeculativeGenerator:
+) -> TokenGenerator:
     """The generator for ``--decoding`` (one of :data:`DECODINGS`); both have the same ``generate``."""
     if decoding == "sequential":
         return ARGenerator(model, compile=compile)

@@ -18,9 +18,9 @@ GUARDRAIL_OFF_WARNING = (
     "if you bypass, disable or circumvent its guardrails without a substantially similar guardrail "
     "appropriate for your use case; providing one is now your responsibility."
 )
-"""Printed by ``generate --guardrail off`` (the lead wires the flag)."""
+"""Printed by ``generate --guardrail off`` and ``serve --guardrail off``."""
 
-_EXTRA_HINT = "run: pip install 'cosmos-cli[guardrail]'"
+_EXTRA_HINT = "run: pip install 'cosmos-ar-cli[guardrail]'"
 _PACKAGES = {"blocklist": ("better_profanity", "nltk"), "full": ("better_profanity", "nltk", "peft")}
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cosmos_cli.errors import CheckpointMismatch
 from cosmos_cli.guardrail.retinaface import RE50_CONFIG, RetinaFace, decode_boxes, nms, prior_boxes
+from cosmos_cli.models.state_dict import check_state_dict
 
 CONFIDENCE_THRESHOLD = 0.7
 NMS_THRESHOLD = 0.4
@@ -106,14 +106,11 @@ def load_retinaface(path, device: torch.device) -> RetinaFace:
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items()}
     net = RetinaFace()
-    result = net.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    if missing or result.unexpected_keys:
-        first = (missing or result.unexpected_keys)[0]
-        raise CheckpointMismatch(
-            f"{path} is not a RetinaFace-ResNet50 checkpoint ({first} missing or unexpected)",
-            "re-run: cosmos-cli download 5b-video2world",
-        )
+    check_state_dict(
+        net, state, str(path), what="is not a RetinaFace-ResNet50 checkpoint",
+        hint="re-run: cosmos-cli download 5b-video2world", may_lack=lambda key: key.endswith("num_batches_tracked"),
+    )  # fmt: skip
+    net.load_state_dict(state, strict=False)
     return net.to(device, dtype=torch.float32).eval()
 
 

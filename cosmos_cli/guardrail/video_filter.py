@@ -16,6 +16,7 @@ from torch import nn
 from cosmos_cli.errors import CheckpointMismatch, ModelNotDownloaded
 from cosmos_cli.guardrail.hf import require_all_weights
 from cosmos_cli.guardrail.layout import GuardrailLayout
+from cosmos_cli.models.state_dict import check_state_dict
 from cosmos_cli.stages.text_encoder import quiet_transformers
 
 CLASS_NAMES = (
@@ -84,10 +85,8 @@ def load_classifier(path, input_size: int) -> VideoSafetyModel:
             _REDOWNLOAD,
         )
     model = VideoSafetyModel(input_size)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointMismatch(f"{path} does not match the 7-class safety MLP: {err}", _REDOWNLOAD) from err
+    check_state_dict(model, state, str(path), what="does not match the 7-class safety MLP", hint=_REDOWNLOAD)
+    model.load_state_dict(state)
     return model
 
 

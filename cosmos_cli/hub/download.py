@@ -9,6 +9,25 @@ Two steps, so that ``--dry-run`` and the real run share one code path:
   hub's sha256 (LFS) or git blob id (small files) by streaming it, and records it in the manifest file.
 
 Nothing here prints: progress goes to a :class:`Reporter` that the command renders.
+
+The library does the network work (listing, HEAD, ranged downloads, tokens, xet). Three of its higher-level
+helpers were tried against ``tests/hub_server.py`` with huggingface_hub 2.4.0 and do not fit:
+
+* ``snapshot_download(..., allow_patterns=..., dry_run=True)`` sends one ``HEAD`` per file after a
+  ``repo_info`` and a tree listing (5 HEADs for 5 files, where the plan sends one ``model_info`` per repo and
+  one ``HEAD`` per gated repo); it writes in a dry run (``refs/main`` under a ``cache_dir``, which is inside
+  the checkpoint root for SigLIP and LlamaGuard; ``.cache/huggingface/*.lock`` and ``*.metadata`` under a
+  ``local_dir``, hashing files it finds there); without a token it raises ``GatedRepoError`` for the whole repo,
+  so a dry run could not list the gated repo's sizes; and ``allow_patterns`` cannot say "safetensors if
+  published, else .bin" (:class:`~cosmos_cli.hub.manifest.Pick`), which needs the listing first anyway.
+* ``snapshot_download`` for the download itself runs ``hf_hub_download`` in worker threads even with
+  ``max_workers=1``: Ctrl-C or SIGTERM then waits for the running file to finish instead of stopping it and
+  removing its partial file, and per-file progress labels are lost.
+* ``HfApi.verify_repo_checksums`` hashes every local file that the hub lists (no file selection): files the
+  manifest already vouches for, and whatever else is in the folder (NVIDIA's script leaves T5's ~90 GB of
+  TensorFlow/Flax weights there, which it would hash too); it reports nothing while it hashes (tens of GB with
+  no progress); it gives no sha256 for small files, which the manifest records; and it lists the tree again.
+  :func:`file_digests` reads each chosen file once, with progress, and yields both digests.
 """
 
 from __future__ import annotations
@@ -24,12 +43,14 @@ from pathlib import Path
 from typing import Literal, Protocol, TypeVar
 
 from huggingface_hub import HfApi, constants, get_hf_file_metadata, get_token, hf_hub_download, hf_hub_url
-from huggingface_hub.file_download import repo_folder_name
 from tqdm.auto import tqdm
 
+from cosmos_cli import settings
 from cosmos_cli.errors import DownloadError
+from cosmos_cli.guardrail.layout import hub_cache_folder
 from cosmos_cli.hub.errors import HubContext, to_download_error
 from cosmos_cli.hub.manifest import RepoSpec, matches, select
+from cosmos_cli.hub.session import apply_timeout, remove_stale_partials, sigterm_as_interrupt
 
 MANIFEST_NAME = "cosmos-cli-manifest.json"
 """At the checkpoint root: one entry per verified file (repo, revision, commit, file, size, sha256)."""
@@ -109,11 +130,13 @@ class Result:
     """Files that were already on disk without a manifest entry and matched the hub's hashes."""
     present: list[PlannedFile]
     manifest: Path
+    partial_bytes_removed: int = 0
+    """Bytes of ``.incomplete`` files that killed runs had left in the target folders, deleted first."""
 
 
 def hub_endpoint() -> str:
     """``HF_ENDPOINT`` as set now (huggingface_hub reads it once, at import), else the library's default."""
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    return (settings.hf_endpoint() or constants.ENDPOINT).rstrip("/")
 
 
 def _existing_parent(path: Path) -> Path:
@@ -203,7 +226,7 @@ def _local_root(root: Path, repo: RepoSpec) -> Path:
 def _dest(root: Path, repo: RepoSpec, commit: str, path: str) -> Path:
     if repo.layout == "dir":
         return _local_root(root, repo) / path
-    storage = _local_root(root, repo) / repo_folder_name(repo_id=repo.repo_id, repo_type="model")
+    storage = hub_cache_folder(_local_root(root, repo), repo.repo_id)
     return storage / "snapshots" / commit / path
 
 
@@ -229,6 +252,7 @@ def make_plan(
     matching extra globs from the same repos; ``exclude`` drops matching files (both on repo-relative paths).
     """
     endpoint = (endpoint or hub_endpoint()).rstrip("/")
+    timeout = apply_timeout()
     revisions, include, exclude = revisions or {}, include or [], exclude or []
     token_sent = bool(token or get_token())
     api = HfApi(endpoint=endpoint, token=token)
@@ -238,7 +262,9 @@ def make_plan(
     for repo in repos:
         revision = _revision_for(repo, revisions)
         ctx = HubContext(endpoint, repo.repo_id, revision, token_sent=token_sent, gated=repo.gated)
-        info = _hub_call(ctx, partial(api.model_info, repo.repo_id, revision=revision, files_metadata=True))
+        info = _hub_call(
+            ctx, partial(api.model_info, repo.repo_id, revision=revision, files_metadata=True, timeout=timeout)
+        )
         siblings = {s.rfilename: s for s in info.siblings or []}
         selection = select(repo, list(siblings))
         if selection.missing_required:
@@ -283,7 +309,9 @@ def _access_problem(
     probe = next(f for f in files if f.status == "download")
     url = hf_hub_url(repo.repo_id, probe.path, revision=commit, endpoint=endpoint)
     try:
-        _hub_call(ctx, partial(get_hf_file_metadata, url, token=token, endpoint=endpoint))
+        _hub_call(
+            ctx, partial(get_hf_file_metadata, url, token=token, endpoint=endpoint, timeout=settings.hub_timeout_s())
+        )
     except DownloadError as problem:
         return problem
     return None
@@ -373,6 +401,7 @@ def _fetch(pf: PlannedFile, rp: RepoPlan, plan: Plan, reporter: Reporter | None)
             revision=rp.commit,
             token=plan.token,
             endpoint=plan.endpoint,
+            etag_timeout=settings.hub_timeout_s(),
             tqdm_class=_tqdm_forwarding_to(reporter.advance if reporter else _nop),
             **where,
         ),
@@ -385,7 +414,7 @@ def _write_ref(rp: RepoPlan) -> None:
     ``from_pretrained(repo_id, cache_dir=...)`` resolves "main" without network access."""
     if rp.repo.layout != "hf-cache" or rp.revision == rp.commit:
         return
-    ref = rp.local_root / repo_folder_name(repo_id=rp.repo.repo_id, repo_type="model") / "refs" / rp.revision
+    ref = hub_cache_folder(rp.local_root, rp.repo.repo_id) / "refs" / rp.revision
     if ref.is_file() and ref.read_text() == rp.commit:
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
@@ -412,9 +441,16 @@ def execute(plan: Plan, reporter: Reporter | None = None, reverify: bool = False
     """
     if plan.access_problems:
         raise plan.access_problems[0]
+    freed = remove_stale_partials([rp.local_root for rp in plan.repos])
     check_disk_space(plan)
     manifest = Manifest(plan.root)
-    result = Result([], [], [], manifest.path)
+    result = Result([], [], [], manifest.path, partial_bytes_removed=freed)
+    with sigterm_as_interrupt():
+        _execute(plan, manifest, result, reporter, reverify)
+    return result
+
+
+def _execute(plan: Plan, manifest: Manifest, result: Result, reporter: Reporter | None, reverify: bool) -> None:
     for rp in plan.repos:
         for pf in rp.files:
             if pf.status == "present" and not reverify:
@@ -444,7 +480,6 @@ def execute(plan: Plan, reporter: Reporter | None = None, reverify: bool = False
             manifest.save()
             result.downloaded.append(pf)
         _write_ref(rp)
-    return result
 
 
 def parse_revisions(values: list[str]) -> dict[str, str]:

@@ -9,6 +9,7 @@ disguised as a network problem.
 from __future__ import annotations
 
 import errno
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from cosmos_cli import settings
 from cosmos_cli.errors import DownloadError
 
 
@@ -105,6 +107,25 @@ def _unreachable(err: BaseException, ctx: HubContext) -> DownloadError:
     )
 
 
+def _timed_out(err: BaseException, ctx: HubContext) -> DownloadError:
+    return DownloadError(
+        f"{ctx.endpoint} accepted the connection but did not answer within {settings.hub_timeout_s():g} s "
+        f"while fetching {ctx.what}",
+        f"check the network, HTTPS_PROXY and HF_ENDPOINT, or raise {settings.ENV_HUB_TIMEOUT}; finished files are kept",
+    )
+
+
+def _html(err: BaseException, ctx: HubContext) -> DownloadError:
+    return DownloadError(
+        f"{ctx.endpoint} answered with a web page, not the Hugging Face Hub API, for {ctx.what}",
+        "check HF_ENDPOINT (it must be the hub's base URL, e.g. https://huggingface.co), or unset it",
+    )
+
+
+def _is_not_json(err: BaseException, ctx: HubContext) -> bool:
+    return isinstance(err, ValueError) and not isinstance(err, UnicodeError)
+
+
 def _not_a_hub(err: BaseException, ctx: HubContext) -> DownloadError:
     return DownloadError(
         f"{ctx.endpoint} did not answer like a Hugging Face Hub for {ctx.what}",
@@ -182,7 +203,9 @@ ERROR_TABLE: list[Row] = [
     (HfHubHTTPError, _status_is(403), _gated_403),
     (HfHubHTTPError, _status_is(429), _rate_limited),
     (HfHubHTTPError, _is_server_error, _server_error),
+    (httpx2.TimeoutException, _any, _timed_out),
     (httpx2.TransportError, _any, _unreachable),
+    (json.JSONDecodeError, _is_not_json, _html),
     (LocalEntryNotFoundError, _any, _unreachable),
     (OSError, _is_disk_full, _disk_full),
     (OSError, _is_incomplete, _incomplete),

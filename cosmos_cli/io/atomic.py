@@ -46,7 +46,7 @@ def refuse_existing(path: Path, overwrite: bool) -> None:
         raise BadInput(f"{path} already exists", "pass --overwrite to replace it, or choose another output")
 
 
-def _staging_dir(parent: Path, name: str) -> tuple[Path, list[Path]]:
+def _staging_dir(parent: Path, name: str, flag: str = "output location") -> tuple[Path, list[Path]]:
     """Create the private staging folder in ``parent``, creating ``parent`` if needed.
 
     Returns the staging folder and the folders created for it (deepest first), so that a failed write
@@ -57,7 +57,7 @@ def _staging_dir(parent: Path, name: str) -> tuple[Path, list[Path]]:
     if blocker is not None and not blocker.is_dir():
         raise BadInput(
             f"cannot write to the output folder {parent}: {blocker} is a file, not a folder",
-            "choose another output location",
+            f"choose another {flag}, or move that file away",
         )
     created = [p for p in [parent, *parent.parents] if not p.exists()]
     try:
@@ -68,9 +68,9 @@ def _staging_dir(parent: Path, name: str) -> tuple[Path, list[Path]]:
         if err.errno in NO_SPACE:
             raise disk_full(parent) from err
         reason = err.strerror or str(err)
-        raise BadInput(
-            f"cannot write to the output folder {parent}: {reason}", "choose a writable output location"
-        ) from err
+        if err.errno in (errno.ENOENT, errno.EPERM, errno.EACCES, errno.EROFS) and blocker is not None:
+            reason = f"no folder can be made in {blocker} ({reason})"  # e.g. /proc, /sys, a read-only mount
+        raise BadInput(f"cannot write to the output folder {parent}: {reason}", f"choose a writable {flag}") from err
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -90,6 +90,14 @@ def check_writable(path: Path, overwrite: bool) -> None:
     path = Path(path)
     refuse_existing(path, overwrite)
     staging, created = _staging_dir(path.parent, path.name)
+    staging.rmdir()
+    _remove_empty(created)
+
+
+def check_writable_folder(folder: Path, flag: str = "--output-dir") -> None:
+    """Fail now, before any model loads, if files cannot be created in ``folder`` (made when missing):
+    a file on its path, ``/proc``, a read-only mount. ``flag`` names the option in the hint. Leaves no trace."""
+    staging, created = _staging_dir(Path(folder), "probe", flag)
     staging.rmdir()
     _remove_empty(created)
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,15 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 # ``-xerror``: stop at the first decode error instead of concealing it (a concealed error gives frames from
 # the wrong place, or grey ones); the missing frames then show in the count check of read_video_window.
 _DECODE_PARAMS = ["-fps_mode", "passthrough", "-an", "-sn", "-dn", "-xerror"]
+
+MAX_SOURCE_SIDE = 8192
+MAX_SOURCE_PIXELS = 40_000_000
+"""Largest accepted input picture or video frame (8K UHD, 7680x4320, is 33 MP). Checked from the header,
+before anything is decoded: a 236 KB PNG can declare 9000x9000 (243 MB as RGB), a video frame is held
+``num_frames`` times in the ring buffer, and ``serve`` decodes uploads from strangers."""
+MAX_OUTPUT_SIDE = 4096
+"""Largest ``--height``/``--width`` (the models take 640x1024): the frames are held in memory."""
+SIZE_LIMIT_HINT = f"at most {MAX_SOURCE_SIDE}x{MAX_SOURCE_SIDE} and {MAX_SOURCE_PIXELS // 10**6} MP; downscale it first"
 
 ProgressFn = Callable[[int], None]
 """Called with the number of frames decoded since the last call (fits ``console.progress``'s advance)."""
@@ -93,6 +104,23 @@ class _QuietSizeWarning(logging.Filter):
 logging.getLogger("imageio_ffmpeg").addFilter(_QuietSizeWarning())
 
 
+def check_source_size(path: Path, width: int, height: int, what: str) -> None:
+    """Refuse a picture or frame above :data:`MAX_SOURCE_SIDE` / :data:`MAX_SOURCE_PIXELS` (from its header)."""
+    if max(width, height) > MAX_SOURCE_SIDE or width * height > MAX_SOURCE_PIXELS:
+        raise BadInput(f"{path}: {what} of {width}x{height} is too large", SIZE_LIMIT_HINT)
+
+
+def check_output_size(height: int, width: int) -> None:
+    """``--height``/``--width``: positive and at most :data:`MAX_OUTPUT_SIDE` (checked before decoding)."""
+    if height < 1 or width < 1:
+        raise BadInput(f"output size {height}x{width} is empty", "pass positive --height and --width")
+    if max(height, width) > MAX_OUTPUT_SIDE:
+        raise BadInput(
+            f"output size {height}x{width} is too large",
+            f"--height and --width are at most {MAX_OUTPUT_SIDE} (the models take 640x1024)",
+        )
+
+
 def _open_stream(path: Path) -> tuple[VideoProbe, Iterator[bytes]]:
     """Start ffmpeg on ``path``; return its metadata and the generator of raw rgb24 frames."""
     import imageio_ffmpeg
@@ -111,6 +139,11 @@ def _open_stream(path: Path) -> tuple[VideoProbe, Iterator[bytes]]:
     if width <= 0 or height <= 0:
         frames.close()
         raise BadInput(f"{path}: video reports an empty frame size {width}x{height}", "re-encode the clip")
+    try:
+        check_source_size(path, width, height, "a video frame")
+    except BadInput:
+        frames.close()
+        raise
     return probe, frames
 
 
@@ -166,6 +199,26 @@ class VideoWindow:
     indices: list[int]
     frames_decoded: int
     reached_end: bool
+
+
+def check_input_size(path: Path) -> None:
+    """Refuse an input whose picture is too large from its header alone (PIL's size, ffmpeg's stream
+    header), so ``generate`` fails before any model loads; :func:`load_model_input` checks again."""
+    if input_kind(path) == "video":
+        probe_video(path)  # checks the frame size in _open_stream
+        return
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            check_source_size(path, image.width, image.height, "an image")
+    except Image.DecompressionBombError:
+        read_image(path)  # raises the same one line as reading would
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return  # unreadable: read_image words it when the sample is read
 
 
 def read_video_window(
@@ -237,13 +290,21 @@ def read_image(path: Path) -> np.ndarray:
 
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # PIL's DecompressionBombWarning (> 89 MP): ours is the one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only: the size is known before any pixel
+        with image:
+            check_source_size(path, image.width, image.height, "an image")
             image = ImageOps.exif_transpose(image)
             if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
                 wide = np.asarray(image).astype(np.float64)
                 grey = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
                 return np.repeat(grey[:, :, None], 3, axis=2)
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except Image.DecompressionBombError as err:  # PIL's own limit (> 179 MP), raised while opening
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "more pixels than PIL allows"
+        raise BadInput(f"{path}: an image of {size} is too large", SIZE_LIMIT_HINT) from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise BadInput(
             f"{path}: not a readable image ({type(err).__name__}: {err})",
@@ -328,8 +389,7 @@ def load_model_input(
     path = Path(path)
     if num_frames < 1:
         raise BadInput(f"--num-frames must be at least 1, got {num_frames}", "use 1 or 9")
-    if height < 1 or width < 1:
-        raise BadInput(f"output size {height}x{width} is empty", "pass positive --height and --width")
+    check_output_size(height, width)
     if end_frame is not None and end_frame < 0:
         raise BadInput(f"--end-frame must be 0 or more, got {end_frame}", "frames are numbered from 0")
     kind = input_kind(path)

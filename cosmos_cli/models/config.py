@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 
@@ -49,11 +49,7 @@ class ModelArgs:
     video_height: int = 640
     video_width: int = 1024
     num_video_frames: int = 33
-    temporal_compression: int = 8
-    spatial_compression: int = 16
     default_top_p: float = 0.7
-    default_temperature: float = 1.0
-    extra: dict = field(default_factory=dict, compare=False)
 
     # ---- derived sizes -------------------------------------------------------------------------
     @property
@@ -134,7 +130,6 @@ class ModelArgs:
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         kwargs.setdefault("name", data.get("name", "custom"))
-        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
         args = cls(**kwargs)
         for key in ("embedding_rows", "output_rows", "max_seq_len", "video_vocab_size", "bov_token"):
             if key in data and data[key] != getattr(args, key):
@@ -143,7 +138,6 @@ class ModelArgs:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        data.pop("extra")
         data.update(
             embedding_rows=self.embedding_rows,
             output_rows=self.output_rows,

@@ -231,14 +231,12 @@ def _stop(proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def _display(label: str) -> Iterator:
     """A spinner naming the script's current stage, with each log line printed above it (dim)."""
-    import os
-
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.text import Text
 
     from cosmos_cli.console import console, is_rank_zero
 
-    disabled = not is_rank_zero() or os.environ.get("COSMOS_CLI_NO_PROGRESS") == "1"
+    disabled = not is_rank_zero() or settings.progress_disabled()
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=disabled, transient=True) as bar:
         task = bar.add_task(f"{label}: NeMo startup", total=None)

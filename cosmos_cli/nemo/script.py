@@ -221,7 +221,7 @@ def build_run(request, sample, repo: Path, ar_model: str) -> ScriptRun:
 def _pythonpath(repo: Path) -> str:
     """The repo root first (``torchrun script.py`` puts the script's own folder on sys.path, not the cwd,
     and the script imports ``cosmos1``), then whatever PYTHONPATH the user had."""
-    current = settings.child_environ().get("PYTHONPATH", "")
+    current = settings.pythonpath()
     return str(repo) + (f":{current}" if current else "")
 
 

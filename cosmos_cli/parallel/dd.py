@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from cosmos_cli.errors import BadInput
 from cosmos_cli.models.diffusion_decoder.blocks import Attention
 from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT
 from cosmos_cli.models.diffusion_decoder.rope import rope_cos_sin
@@ -52,12 +51,9 @@ class DDParallelDims:
 
     def __post_init__(self) -> None:
         if self.cfg not in (1, 2):
-            raise BadInput(f"CFG parallelism is 1 or 2 ranks, not {self.cfg}", "use --dd-cfg-parallel 1 or 2")
+            raise ValueError(f"CFG parallelism is 1 or 2 ranks, not {self.cfg}")
         if self.world < 1 or self.world % self.cfg:
-            raise BadInput(
-                f"{self.world} ranks do not split into {self.cfg} CFG branches",
-                "use an even number of GPUs for CFG parallelism, or --dd-cfg-parallel 1",
-            )
+            raise ValueError(f"{self.world} ranks do not split into {self.cfg} CFG branches")
         if not 0 <= self.rank < self.world:
             raise ValueError(f"rank {self.rank} of {self.world} is out of range")
 
@@ -138,7 +134,7 @@ class UlyssesCore:
         b, n, heads, d = q.shape
         sp = len(self.splits)
         if heads % sp:
-            raise BadInput(f"{heads} attention heads do not split over {sp} sequence-parallel ranks")
+            raise ValueError(f"{heads} attention heads do not split over {sp} sequence-parallel ranks")
         h = heads // sp
         mine = self.splits[self.sp_rank]
         # [B, n, H, D] -> rows [n*B] per head group j, as [n, B, h, D] so dim 0 concatenates sequences.

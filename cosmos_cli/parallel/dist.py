@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from cosmos_cli import settings
 from cosmos_cli.errors import BadInput, DistributedError
 from cosmos_cli.parallel.launch import NVLS_ENV, TorchrunEnv, worker_failures
 
@@ -124,10 +125,10 @@ def init_distributed(tp: int, *, device_type: str | None = None, env: TorchrunEn
         return None
     dims = ParallelDims(env.world, tp, env.rank)
     device = _device(env, device_type)
-    if os.environ.get(NVLS_ENV, "0") != "0":
+    if (requested := settings.nvls_requested()) is not None:
         from cosmos_cli.console import warn
 
-        warn(f"{NVLS_ENV}={os.environ[NVLS_ENV]} ignored: NVLink multicast stays off")
+        warn(f"{NVLS_ENV}={requested} ignored: NVLink multicast stays off")
     os.environ[NVLS_ENV] = "0"
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():

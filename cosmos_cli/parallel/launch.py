@@ -29,16 +29,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cosmos_cli.errors import BadInput, CosmosError, DistributedError
+from cosmos_cli import settings
+from cosmos_cli.errors import BadInput, CosmosError, DistributedError, describe
 
 if TYPE_CHECKING:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 TORCHRUN_MODULE = "torch.distributed.run"
-LAUNCHED_ENV = "COSMOS_CLI_LAUNCHER"
-"""Set by :func:`relaunch` for its workers: the launcher reports failures, the workers stay quiet."""
-ERROR_FILE_ENV = "TORCHELASTIC_ERROR_FILE"
-NVLS_ENV = "NCCL_NVLS_ENABLE"
+LAUNCHED_ENV = settings.ENV_LAUNCHED
+ERROR_FILE_ENV = settings.ENV_ERROR_FILE
+NVLS_ENV = settings.ENV_NVLS
 RDZV_BACKENDS = ("c10d", "static", "etcd", "etcd-v2")
 MESSAGE_CHARS = 400
 
@@ -55,8 +55,8 @@ class TorchrunEnv:
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> TorchrunEnv | None:
         """The worker's torchrun variables, or None when this process was not started by torchrun."""
-        environ = os.environ if environ is None else environ
-        if "WORLD_SIZE" not in environ or "RANK" not in environ:
+        environ = settings.torchrun_environ(environ)
+        if environ is None:
             return None
         try:
             world = int(environ["WORLD_SIZE"])
@@ -158,8 +158,10 @@ def relaunch(cmd: Sequence[str], *, debug: bool = False) -> None:
         run(args)
     except ChildFailedError as err:
         raise failure_error(err, debug=debug) from None
-    except SignalException as err:
-        raise DistributedError(f"interrupted by {err.sigval.name}; all ranks were stopped", exit_code=130) from None
+    except SignalException as err:  # the agent has stopped every rank; the caller says what is done
+        from cosmos_cli.pipeline.interrupt import Interrupted
+
+        raise Interrupted(err.sigval) from None
 
 
 def _quiet_agent_logs() -> None:
@@ -216,11 +218,11 @@ def record_failure(exc: BaseException, env: TorchrunEnv) -> None:
     failures. Ranks other than 0 print one line unless :func:`relaunch` started them (rank 0's error
     goes through the CLI's own error line, since its console is the one that talks).
     """
-    message = exc.one_line() if isinstance(exc, CosmosError) else f"{type(exc).__name__}: {exc}"
+    message = describe(exc)
     message = (message.strip().splitlines() or [type(exc).__name__])[0][:MESSAGE_CHARS]
     now = time.time()
     callstack = "".join(traceback.format_exception(exc))
-    path = os.environ.get(ERROR_FILE_ENV)
+    path = settings.error_file()
     if path:
         data = {
             "message": {
@@ -242,7 +244,7 @@ def record_failure(exc: BaseException, env: TorchrunEnv) -> None:
         with open(tmp, "w") as fp:
             json.dump(data, fp)
         os.replace(tmp, path)
-    if env.rank != 0 and os.environ.get(LAUNCHED_ENV) != "1":
+    if env.rank != 0 and not settings.launched_by_us():
         sys.stderr.write(f"error: rank {env.rank} failed: {message}\n")
         sys.stderr.flush()
 
@@ -261,6 +263,6 @@ def worker_failures(env: TorchrunEnv | None) -> Iterator[None]:
         if env is None:
             raise
         record_failure(exc, env)
-        if os.environ.get(LAUNCHED_ENV) == "1":
+        if settings.launched_by_us():
             raise SystemExit(exc.exit_code if isinstance(exc, CosmosError) else 1) from None
         raise

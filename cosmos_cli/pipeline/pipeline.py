@@ -23,7 +23,7 @@ from cosmos_cli import __version__
 from cosmos_cli.checkpoints import CheckpointLayout
 from cosmos_cli.console import info, progress
 from cosmos_cli.decode.sampling import SamplingParams
-from cosmos_cli.errors import BadInput, CosmosError, GuardrailBlocked
+from cosmos_cli.errors import BadInput, CosmosError, GuardrailBlocked, describe
 from cosmos_cli.io.atomic import atomic_path
 from cosmos_cli.io.video import input_kind, load_model_input, write_mp4
 from cosmos_cli.pipeline.fingerprint import (
@@ -33,6 +33,7 @@ from cosmos_cli.pipeline.fingerprint import (
     request_fingerprint,
     weights_identity,
 )
+from cosmos_cli.pipeline.interrupt import Interrupted
 from cosmos_cli.pipeline.preload import PreloadingPlacements, start_preload
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.quant.linear import check_quantization
@@ -232,14 +233,18 @@ class VideoPipeline:
         if self.config.preload and todo:
             self.loader = start_preload(self)
         step = max(self.config.chunk_size, self.config.batch_size)
-        for start in range(0, len(todo), step):
-            if should_stop and should_stop():
-                break
-            chunk = todo[start : start + step]
-            self._run_chunk(
-                chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
-                should_stop or (lambda: False), restart=overwrite,
-            )  # fmt: skip
+        try:
+            for start in range(0, len(todo), step):
+                if should_stop and should_stop():
+                    break
+                chunk = todo[start : start + step]
+                self._run_chunk(
+                    chunk, output_dir, results, on_event or (lambda *a: None), extra_record or {},
+                    should_stop or (lambda: False), restart=overwrite,
+                )  # fmt: skip
+        except Interrupted as stop:  # SIGINT/SIGTERM (``interrupt.py``): the caller reports what is done
+            stop.results = [results[s.name] for s in samples]
+            raise
         self.link.share_object(None)  # tells TP followers that the work is done
         return [results[s.name] for s in samples]
 
@@ -529,6 +534,7 @@ class VideoPipeline:
             self._write_record(sample, output_dir, result, extra)
         except BaseException:
             path.unlink(missing_ok=True)  # a video without its record is not a result
+            sample.result_path(output_dir).unlink(missing_ok=True)  # nor a record (committed as Ctrl-C came)
             result.status, result.video_path = "pending", None
             raise
 
@@ -604,7 +610,7 @@ class _recorded:
         if isinstance(exc, (KeyboardInterrupt, SystemExit, MemoryError, torch.cuda.OutOfMemoryError)):
             return False
         self.result.status = "blocked" if isinstance(exc, GuardrailBlocked) else "failed"
-        self.result.error = exc.one_line() if isinstance(exc, CosmosError) else f"{type(exc).__name__}: {exc}"
+        self.result.error = describe(exc)
         self.result.exit_code = exc.exit_code if isinstance(exc, CosmosError) else 1
         self.result.exception = exc
         return True

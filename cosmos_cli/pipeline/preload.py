@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cosmos_cli.pipeline.offload import Placements
+from cosmos_cli.offload.placements import Placements
 from cosmos_cli.pipeline.stage import Stage
 
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 RESULT_FILE = "generation.json"
@@ -30,8 +30,6 @@ class Sample:
     num_input_frames: int = 9
     num_frames: int = 33
     """Frames of the output video: 33 + 24k (:mod:`cosmos_cli.pipeline.long_video`)."""
-    index: int = 0
-    extra: dict = field(default_factory=dict)
 
     def folder(self, output_dir: Path) -> Path:
         return output_dir / self.name

@@ -1,7 +1,7 @@
 """The contract every pipeline stage follows, so that offloading and profiling treat them alike.
 
 A stage owns one or more ``nn.Module``s read from the checkpoint tree. The pipeline, not the stage,
-decides where the stage lives between uses (``cosmos_cli.pipeline.offload``): resident on the GPU,
+decides where the stage lives between uses (``cosmos_cli.offload.placements``): resident on the GPU,
 parked in pinned host memory, or dropped and re-read from disk.
 """
 

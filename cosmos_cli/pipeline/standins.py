@@ -9,7 +9,7 @@ its memory, its compute, its moves between host and GPU and the pipeline code ar
 Two parts cannot be rebuilt because NVIDIA ships them only as TorchScript: the DV8x16x16 tokenizer and
 the CV8x8x8 decoder inside the diffusion decoder. They are the tiny hand-made networks of
 ``cosmos_cli.tiny`` (resolution-independent), so their weights and activations are missing from the
-measurements; :mod:`cosmos_cli.pipeline.plan` adds NVIDIA's 0.2 GB for them. The text guardrail's LLM is
+measurements; :mod:`cosmos_cli.offload.plan` adds NVIDIA's 0.2 GB for them. The text guardrail's LLM is
 LlamaGuard-7b's shape without the ~30 MB LoRA adapter, fed a moderation prompt of the real length in tokens
 and made to produce two tokens (LlamaGuard's ``safe`` + ``</s>``); the video guardrail's classifier and
 face detector are biased to "safe" and "no face", so every sample completes.
@@ -24,8 +24,8 @@ import torch
 
 from cosmos_cli.checkpoints import CV_TOKENIZER_DIR, DV_TOKENIZER_DIR, GUARDRAIL_DIR, CheckpointLayout
 from cosmos_cli.models.building import default_dtype
+from cosmos_cli.models.released import GUARDRAIL, T5_11B
 from cosmos_cli.pipeline.pipeline import PipelineConfig, VideoPipeline
-from cosmos_cli.pipeline.plan import T5_11B
 from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
 from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
 from cosmos_cli.stages.text_encoder import TextEncoderStage, quiet_transformers
@@ -44,10 +44,8 @@ class StandInSizes:
 
 
 def released_sizes() -> StandInSizes:
-    from cosmos_cli.pipeline.plan import GUARD_PROMPT_TOKENS
-    from cosmos_cli.tiny.guardrail import REAL
-
-    return StandInSizes(dict(T5_11B), dict(REAL.llama), dict(REAL.siglip_vision), GUARD_PROMPT_TOKENS)
+    from cosmos_cli.offload.plan import GUARD_PROMPT_TOKENS
+    return StandInSizes(dict(T5_11B), dict(GUARDRAIL.llama), dict(GUARDRAIL.siglip_vision), GUARD_PROMPT_TOKENS)
 
 
 def tiny_sizes(args) -> StandInSizes:

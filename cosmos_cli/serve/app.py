@@ -28,6 +28,7 @@ from cosmos_cli.pipeline.long_video import MAX_NUM_FRAMES
 from cosmos_cli.serve.auth import BearerAuth
 from cosmos_cli.serve.errors import ApiError, error_body
 from cosmos_cli.serve.jobs import Job, JobFinished, JobStore
+from cosmos_cli.serve.limits import DEFAULT_UPLOAD_CHECKS, CheckSlots
 from cosmos_cli.serve.uploads import FILE_FIELD, check_visual_input, commit_upload, job_params, receive_form
 from cosmos_cli.serve.worker import GenerationWorker
 
@@ -47,6 +48,8 @@ class ServeSettings:
     model: str
     device: str
     batch_size: int
+    max_upload_checks: int = DEFAULT_UPLOAD_CHECKS
+    """Uploads decoded (checked) at once; the others wait (``serve/limits.py``)."""
 
 
 # ---- response bodies (also the OpenAPI schema at /docs) ---------------------------------------------
@@ -104,10 +107,17 @@ class Health(BaseModel):
     version: str
 
 
+class UploadChecks(BaseModel):
+    limit: int
+    running: int
+    peak: int
+
+
 class Ready(Health):
     model: str
     device: str
     batch_size: int
+    upload_checks: UploadChecks
 
 
 def _generation(job: Job) -> Generation:
@@ -186,6 +196,7 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
     _install_error_handlers(app)
     auth = [Depends(BearerAuth(settings.api_key))]
     dirs = store.dirs
+    check_slots = CheckSlots(settings.max_upload_checks)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:
@@ -199,7 +210,9 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
         if not worker.ready.is_set():
             raise ApiError(503, "not_ready", "the models are still loading")
         return Ready(status="ready", version=__version__, model=settings.model, device=settings.device,
-                     batch_size=settings.batch_size)  # fmt: skip
+                     batch_size=settings.batch_size,
+                     upload_checks=UploadChecks(limit=check_slots.limit, running=check_slots.running,
+                                                peak=check_slots.peak))  # fmt: skip
 
     @app.post("/v1/generations", status_code=202, response_model=GenerationCreated, dependencies=auth,
               openapi_extra=_UPLOAD_SCHEMA, tags=["generations"],
@@ -213,10 +226,11 @@ def create_app(store: JobStore, worker: GenerationWorker, settings: ServeSetting
         try:
             form = await receive_form(request, staging, settings.max_upload_bytes)
             params = job_params(form, settings.prompt_required)
-            await run_in_threadpool(
-                check_visual_input, form.file_path, form.filename, params.num_input_frames,
-                settings.input_height, settings.input_width,
-            )  # fmt: skip
+            async with check_slots.hold():
+                await run_in_threadpool(
+                    check_visual_input, form.file_path, form.filename, params.num_input_frames,
+                    settings.input_height, settings.input_width,
+                )  # fmt: skip
             target = dirs.upload_path(job_id, form.file_path.suffix.lower())
             await run_in_threadpool(commit_upload, form.file_path, target)
             try:

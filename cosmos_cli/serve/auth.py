@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 from pathlib import Path
 
 from fastapi import Depends
@@ -17,8 +16,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cosmos_cli.errors import BadInput
 from cosmos_cli.serve.errors import ApiError
+from cosmos_cli.settings import ENV_API_KEY
+from cosmos_cli.settings import api_key as api_key_from_env
 
-ENV_API_KEY = "COSMOS_API_KEY"
 _bearer = HTTPBearer(auto_error=False, description="The server's API key (COSMOS_API_KEY).")
 
 
@@ -32,7 +32,7 @@ def load_api_key(key_file: Path | None) -> str | None:
         if not key:
             raise BadInput(f"--api-key-file {key_file} is empty", "write the key on its first line")
         return key
-    return os.environ.get(ENV_API_KEY, "").strip() or None
+    return api_key_from_env()
 
 
 def is_loopback(host: str) -> bool:

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_ATTEMPTS = 3
 """A job that was running when the process died this many times fails instead of being run again: a job

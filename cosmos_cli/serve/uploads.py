@@ -43,6 +43,18 @@ class ReceivedForm:
     file_bytes: int = 0
 
 
+MAX_DISK_NAME = 100
+"""Characters of the client's file name kept on disk (a file system allows 255 bytes; clients send more)."""
+
+
+def _disk_name(filename: str) -> str:
+    """A safe, short name for the staged upload: the client's name, cut to :data:`MAX_DISK_NAME` characters
+    with its suffix kept (the suffix decides how the file is read)."""
+    name = safe_name(filename)
+    suffix = Path(name).suffix[:16]
+    return name if len(name) <= MAX_DISK_NAME else name[: MAX_DISK_NAME - len(suffix)] + suffix
+
+
 def too_large(max_file_bytes: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"the upload is larger than the server's limit of {_mib(max_file_bytes)}")
 
@@ -98,7 +110,7 @@ class _FormSink:
         if is_file:
             client_name = options[b"filename"].decode("utf-8", "replace").replace("\\", "/")
             self.form.filename = client_name.rsplit("/", 1)[-1] or "upload"
-            self.form.file_path = self.folder / safe_name(self.form.filename)
+            self.form.file_path = self.folder / _disk_name(self.form.filename)
             self._file = open(self.form.file_path, "wb")  # noqa: SIM115 (closed in on_part_end / close)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:

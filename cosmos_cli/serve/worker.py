@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from cosmos_cli.errors import BadInput, CosmosError
+from cosmos_cli.errors import BadInput, describe
+from cosmos_cli.memory import free_device_memory
 from cosmos_cli.pipeline.pipeline import SampleResult, VideoPipeline
 from cosmos_cli.pipeline.samples import Sample
 from cosmos_cli.serve.jobs import Job, JobStore
@@ -65,7 +66,7 @@ class GenerationWorker:
         try:
             self._load()
         except BaseException as err:  # noqa: BLE001 (reported, then the server shuts down)
-            self.log.error("could not load the models: %s", _message(err))
+            self.log.error("could not load the models: %s", describe(err))
             self.on_fatal(err)
             return
         self.ready.set()
@@ -110,7 +111,7 @@ class GenerationWorker:
                 )
         except Exception as err:  # out of GPU memory, or a bug: this batch fails, the server goes on
             self.log.exception("batch %s failed", ", ".join(ids))
-            _free_device_memory()
+            free_device_memory()
             for job_id in ids:
                 failed = SampleResult(job_id, status="failed", error=_batch_error(err, len(batch)))
                 self._finish(job_id, failed, time.perf_counter() - start)
@@ -192,15 +193,6 @@ def _batch_error(err: Exception, batch_size: int) -> str:
             f"out of GPU memory while generating a batch of {batch_size} (restart the server with a smaller "
             "--batch-size, or place stages in host memory with --placement STAGE=cpu)"
         )
-    return _message(err)
+    return describe(err)
 
 
-def _message(err: BaseException) -> str:
-    return err.one_line() if isinstance(err, CosmosError) else f"{type(err).__name__}: {err}"
-
-
-def _free_device_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

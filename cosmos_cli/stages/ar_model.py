@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
-from cosmos_cli.decode.generator import ARGenerator
+from cosmos_cli.decode.base import TokenGenerator
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.decode.speculative import DECODINGS, make_generator
 from cosmos_cli.errors import BadInput
@@ -24,7 +24,7 @@ from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs, preset_from_dir_name
 from cosmos_cli.pipeline.stage import Stage
-from cosmos_cli.quant.linear import QUANTIZATIONS, quantize_model
+from cosmos_cli.quant.linear import check_quantization, quantize_model
 
 MAX_SCD_WINDOW = 128
 """Widest speculative window accepted (the published SCD result used 128; docs/speculative-decoding.md)."""
@@ -75,8 +75,7 @@ class ARModelStage(Stage):
             raise BadInput(
                 f"--scd-window must be between 1 and {MAX_SCD_WINDOW}, got {scd_window}", "use e.g. --scd-window 32"
             )
-        if quantization not in QUANTIZATIONS:
-            raise BadInput(f"unknown --quantization {quantization!r}", f"use one of {', '.join(QUANTIZATIONS)}")
+        check_quantization(quantization, None, name_only=True)
         if quantization != "bf16" and model_builder is not None:
             raise BadInput(f"--quantization {quantization} does not work with --tp > 1 yet", "use --tp 1")
         self.quantization = quantization
@@ -90,8 +89,8 @@ class ARModelStage(Stage):
         """``build_model`` or a tensor-parallel builder with the same signature (``parallel.tp``)."""
         self.args = resolve_model_args(layout.ar_dir)
         self.model: Transformer | None = None
-        self.generator: ARGenerator | None = None  # or a SpeculativeGenerator (same interface)
-        self._generators: dict[torch.device, ARGenerator] = {}
+        self.generator: TokenGenerator | None = None
+        self._generators: dict[torch.device, TokenGenerator] = {}
         self.decode_started = threading.Event()
         """Set once a ``generate`` call is past its prefill and CUDA-graph capture, or done: from then on other
         threads may allocate on the GPU (``cosmos_cli.pipeline.preload``)."""
@@ -140,7 +139,7 @@ class ARModelStage(Stage):
         self.generator = self._generator(device)
         self.generator.release_graphs()
 
-    def _generator(self, device: torch.device):
+    def _generator(self, device: torch.device) -> TokenGenerator:
         """Sequential (one token per step) or speculative coupled decoding; both share ``generate``."""
         if device not in self._generators:
             compile = self.compile and device.type == "cuda"
@@ -166,7 +165,7 @@ class ARModelStage(Stage):
         use_context = context if self.args.cross_attn_every_k_layers else None
         # The first report comes after the prefill, before the decode step is captured in a CUDA graph;
         # the second after the capture. Without graphs (CPU) there is nothing to wait for.
-        reports, captured_after = 0, (2 if getattr(self.generator, "cuda_graph", False) else 1)
+        reports, captured_after = 0, (2 if self.generator.cuda_graph else 1)
 
         def progress(n: int) -> None:
             nonlocal reports

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
-from cosmos_cli.errors import BadInput, CheckpointMismatch
+from cosmos_cli.errors import CheckpointMismatch
 from cosmos_cli.io.readahead import read_ahead
 from cosmos_cli.models.diffusion_decoder.blocks import sdpa_backends
 from cosmos_cli.models.diffusion_decoder.config import DD_7B, DiTConfig
@@ -34,13 +34,14 @@ from cosmos_cli.models.diffusion_decoder.sampler import GuidedDenoiser, SamplerS
 from cosmos_cli.models.diffusion_decoder.weights import load_network, load_state_dict_file
 from cosmos_cli.models.diffusion_decoder.windows import split_with_overlap
 from cosmos_cli.pipeline.stage import Stage
+from cosmos_cli.quant.linear import check_quantization
 
 if TYPE_CHECKING:
     from cosmos_cli.parallel.dd import DDParallel
-QUANTIZATIONS = ("bf16", "int8", "fp8")
-"""``--quantization`` (one flag for both big stages): ``fp8`` puts the DiT's token-stream linears in fp8
-(:mod:`cosmos_cli.models.diffusion_decoder.fp8`); ``bf16`` and ``int8`` (weight-only, AR model only: the
-decoder is compute-bound, so int8 weights would not make it faster) keep the faithful bf16 network."""
+# ``--quantization`` is one flag for both big stages (:data:`cosmos_cli.quant.linear.QUANTIZATIONS`): ``fp8``
+# puts the DiT's token-stream linears in fp8 (:mod:`cosmos_cli.models.diffusion_decoder.fp8`); ``bf16`` and
+# ``int8`` (weight-only, AR model only: the decoder is compute-bound, so int8 weights would not make it
+# faster) keep the faithful bf16 network.
 
 
 class DiffusionDecoderStage(Stage):
@@ -67,9 +68,8 @@ class DiffusionDecoderStage(Stage):
     ):
         """``parallel``: this rank's place among the ranks that decode one video together (CFG x sequence
         parallel, :mod:`cosmos_cli.parallel.dd`); every rank of that unit must call :meth:`run` alike.
-        ``quantization``: see :data:`QUANTIZATIONS`."""
-        if quantization not in QUANTIZATIONS:
-            raise BadInput(f"unknown --quantization {quantization!r}", f"use one of {', '.join(QUANTIZATIONS)}")
+        ``quantization``: see the note above the class."""
+        check_quantization(quantization, None, name_only=True)
         self.quantization = quantization
         self.layout = layout
         self.dtype = dtype

@@ -17,7 +17,8 @@ blocklist words, so only their inflections lemmatise (``forbiddenwords`` -> ``fo
 word is left as is, where the real WordNet would lemmatise it.
 
 ``TINY`` sizes make the whole folder in about a second (plus the ~105 MB RetinaFace file, whose shapes
-are fixed by ResNet-50); ``REAL`` sizes (LlamaGuard-7b, SigLIP so400m) are for ``scripts/bench_guardrail.py``.
+are fixed by ResNet-50); ``REAL`` sizes (LlamaGuard-7b, SigLIP so400m: ``cosmos_cli.models.released``) are for
+``scripts/bench_guardrail.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +44,7 @@ from cosmos_cli.guardrail.layout import (
     hub_cache_folder,
 )
 from cosmos_cli.models.building import default_dtype
+from cosmos_cli.models.released import GuardrailSizes as StandinSizes
 from cosmos_cli.stages.text_encoder import quiet_transformers
 
 Verdict = Literal["safe", "unsafe", "raise"]
@@ -55,16 +56,6 @@ EXACT_MATCH_WORDS = ("badphrase", "two words")
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
 ANSWER_TOKENS = ("safe", "unsafe", *(f"O{i}" for i in range(1, 13)))
 UNSAFE_CLASS = 2  # Violence
-
-
-@dataclass(frozen=True)
-class StandinSizes:
-    """Architecture sizes of the stand-in models (the RetinaFace and MLP shapes are fixed by their files)."""
-
-    llama: dict = field(default_factory=dict)
-    lora: dict = field(default_factory=dict)
-    siglip_vision: dict = field(default_factory=dict)
-    siglip_text: dict = field(default_factory=dict)
 
 
 TINY = StandinSizes(
@@ -80,38 +71,6 @@ TINY = StandinSizes(
     ),
     siglip_text=dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2),
 )
-
-REAL = StandinSizes(
-    # meta-llama/LlamaGuard-7b = Llama-2-7B.
-    llama=dict(
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        vocab_size=32000,
-        rms_norm_eps=1e-5,
-    ),
-    # Assumed sizes: the real adapter's rank and targets are read from its adapter_config.json at load time.
-    lora=dict(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
-    # google/siglip-so400m-patch14-384.
-    siglip_vision=dict(
-        hidden_size=1152,
-        intermediate_size=4304,
-        num_hidden_layers=27,
-        num_attention_heads=16,
-        image_size=384,
-        patch_size=14,
-    ),
-    siglip_text=dict(
-        vocab_size=32000,
-        hidden_size=1152,
-        intermediate_size=4304,
-        num_hidden_layers=27,
-        num_attention_heads=16,
-        max_position_embeddings=64,
-    ),
-)
-
 
 def write_tiny_guardrail(
     root: Path,

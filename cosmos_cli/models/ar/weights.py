@@ -18,9 +18,9 @@ from torch import nn
 from cosmos_cli.errors import BadInput, CheckpointMismatch
 from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.config import ModelArgs
+from cosmos_cli.models.state_dict import check_state_dict as check_strict
 
 PREFIX = "model."
-SHOW = 5
 
 
 def read_state_dict(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor]:
@@ -62,25 +62,14 @@ def read_state_dict(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor
 
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict key and shape comparison with a readable error listing the first mismatches."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    misshaped = [
-        f"{k} {tuple(state[k].shape)} != {expected[k]}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    ]
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-        if items:
-            more = f" (+{len(items) - SHOW} more)" if len(items) > SHOW else ""
-            problems.append(f"{label}: {', '.join(items[:SHOW])}{more}")
-    if problems:
-        raise CheckpointMismatch(
-            f"{source} does not match the {getattr(model, 'args', None) and model.args.name} architecture: "
-            + "; ".join(problems),
-            "check that --ar-model-dir names the right model size",
-        )
+    name = getattr(model, "args", None) and model.args.name
+    check_strict(
+        model,
+        state,
+        source,
+        what=f"does not match the {name} architecture",
+        hint="check that --ar-model-dir names the right model size",
+    )
 
 
 def build_model(args: ModelArgs, *, weights: Path | None, dtype: torch.dtype, device: torch.device) -> Transformer:

@@ -16,6 +16,7 @@ import torch
 
 from cosmos_cli.errors import CheckpointMismatch
 from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT
+from cosmos_cli.models.state_dict import check_state_dict as check_strict
 
 NET_PREFIX = "net."
 _DERIVED = ("pos_embedder.dim_spatial_range", "pos_embedder.dim_temporal_range")
@@ -39,28 +40,12 @@ def network_state_dict(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _summary(keys: list[str], limit: int = 3) -> str:
-    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 def check_state_dict(net: DiffusionDecoderDiT, state: dict[str, torch.Tensor], source: str) -> None:
     """Raise a one-line :class:`CheckpointMismatch` unless ``state`` fits ``net`` exactly."""
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    missing = [k for k in expected if k not in state and k != _SEQ]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} != {expected[k]}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    ]
     hint = "the file does not belong to this diffusion decoder; re-download it or fix its cosmos_arch.json"
-    if missing:
-        raise CheckpointMismatch(f"{source}: missing keys {_summary(missing)}", hint)
-    if unexpected:
-        raise CheckpointMismatch(f"{source}: unexpected keys {_summary(unexpected)}", hint)
-    if wrong:
-        raise CheckpointMismatch(f"{source}: wrong shapes {_summary(wrong)}", hint)
+    check_strict(
+        net, state, source, what="does not match the diffusion decoder", hint=hint, may_lack=lambda key: key == _SEQ
+    )
 
 
 def _torch_load(path: Path) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cosmos_cli.pipeline.profile import stage_seconds
+from cosmos_cli.offload.profile import stage_seconds
 
 GIB = 2**30
 SHORT = {

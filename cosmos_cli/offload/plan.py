@@ -16,7 +16,7 @@ table. ``offload-profile`` measures the same quantities on a GPU; ``docs/offload
 Moving a stage costs its weights over the host->device link once per batch (``cpu``), or a read from disk
 (``disk``); the placement chooser minimises that cost subject to the GPU budget and free host memory.
 
-A ``stream`` stage (:mod:`cosmos_cli.pipeline.streaming`) holds only its non-block weights and its two largest
+A ``stream`` stage (:mod:`cosmos_cli.offload.streaming`) holds only its non-block weights and its two largest
 blocks on the GPU while it runs (``StageSize.stream_weights``: the blocks are found on the same meta-device
 builds by the same finder the placement uses), but copies every block again for each forward pass
 (``passes``). Its cost is counted as if no copy overlapped compute: (non-block weights + passes x block
@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 
 from cosmos_cli.errors import NotEnoughMemory
-from cosmos_cli.pipeline.offload import HOST_HEADROOM, STAGE_NAMES, host_bytes
+from cosmos_cli.models.released import T5_11B
+from cosmos_cli.offload.placements import HOST_HEADROOM, STAGE_NAMES, host_bytes
 
 GIB = 2**30
 GB = 1e9
@@ -62,10 +63,6 @@ GUARD_FORWARDS = 3
 """LlamaGuard forward passes per prompt: the prefill and the decode steps of ``safe`` + ``</s>`` (an unsafe
 verdict takes a few more)."""
 
-T5_11B = dict(
-    d_model=1024, d_ff=65536, num_layers=24, num_heads=128, d_kv=128, vocab_size=32128, feed_forward_proj="relu"
-)
-"""``google-t5/t5-11b``'s ``config.json`` (encoder sizes)."""
 
 BYTES = {"fp32": 4, "bf16": 2}
 
@@ -167,7 +164,7 @@ def module_bytes(build: Callable[[], torch.nn.Module], dtype_bytes: int | None) 
 
 
 def module_sizes(build: Callable[[], torch.nn.Module], dtype_bytes: int | None) -> tuple[Footprint, Blocks]:
-    """:func:`module_bytes` and the module's repeated blocks (:func:`~cosmos_cli.pipeline.streaming.find_blocks`,
+    """:func:`module_bytes` and the module's repeated blocks (:func:`~cosmos_cli.offload.streaming.find_blocks`,
     the finder ``stream`` placement uses), from one meta-device build."""
     with torch.device("meta"):
         module = build()
@@ -176,7 +173,7 @@ def module_sizes(build: Callable[[], torch.nn.Module], dtype_bytes: int | None) 
 
 
 def block_bytes(module: torch.nn.Module, dtype_bytes: int | None) -> Blocks:
-    from cosmos_cli.pipeline.streaming import block_list, find_blocks
+    from cosmos_cli.offload.streaming import block_list, find_blocks
 
     container = find_blocks(module)
     if container is None:
@@ -383,8 +380,8 @@ def shape_from_checkpoints(
     from cosmos_cli.checkpoints import ARCH_FILE, CheckpointLayout
     from cosmos_cli.guardrail.layout import GuardrailLayout
     from cosmos_cli.models.diffusion_decoder.config import DD_7B, DiTConfig
+    from cosmos_cli.models.released import GUARDRAIL as REAL
     from cosmos_cli.stages.ar_model import resolve_model_args
-    from cosmos_cli.tiny.guardrail import REAL  # the stand-ins' REAL sizes are the released models' sizes
 
     layout = CheckpointLayout(Path(checkpoint_dir), ar_model_dir)
     args = resolve_model_args(layout.ar_dir)
@@ -580,7 +577,7 @@ def choose_placements(
     ``fixed`` pins some stages (the user's explicit flags). Raises :class:`NotEnoughMemory` when even the
     smallest placement does not fit.
     """
-    from cosmos_cli.pipeline.offload import available_host_bytes
+    from cosmos_cli.offload.placements import available_host_bytes
 
     fixed = fixed or {}
     host_free = available_host_bytes() if host_bytes_free is None else host_bytes_free

@@ -8,7 +8,7 @@ instead of the diffusion decoder), ``blocklist`` (guardrail without its models),
 NVIDIA runs it). Example: ``all-but-ar/b4/warm``.
 
 Each row builds a fresh pipeline, brings every stage to its between-uses state (``Placements.prepare``:
-NVIDIA's "after model initialization"), runs one batch and reads :class:`~cosmos_cli.pipeline.offload.
+NVIDIA's "after model initialization"), runs one batch and reads :class:`~cosmos_cli.offload.placements.
 StageRecord` s. Rows run one after another in this process; GPU memory is released between them and the
 memory still allocated when a row starts is recorded (``allocated_at_start``), so a leak would show.
 
@@ -21,7 +21,6 @@ measured per-token and per-step rates and labelled as such.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,8 +30,9 @@ import numpy as np
 import torch
 
 from cosmos_cli.errors import BadInput
-from cosmos_cli.pipeline.offload import STAGE_NAMES
-from cosmos_cli.pipeline.plan import GIB
+from cosmos_cli.memory import free_device_memory
+from cosmos_cli.offload.placements import STAGE_NAMES
+from cosmos_cli.offload.plan import GIB
 
 MODIFIERS = ("warm", "no-dd", "blocklist", "fp32-t5")
 PROMPT = (
@@ -194,7 +194,7 @@ def run_row(spec: RowSpec, opts: ProfileOptions, workdir: Path, clip: Path) -> d
     pipeline = None
     cuda = torch.cuda.is_available() and (opts.device or "cuda").startswith("cuda")
     try:
-        _release_memory()
+        free_device_memory()
         row["allocated_at_start"] = torch.cuda.memory_allocated() if cuda else 0
         pipeline = build_pipeline(spec, opts, workdir)
         placements = pipeline.placements
@@ -242,7 +242,7 @@ def run_row(spec: RowSpec, opts: ProfileOptions, workdir: Path, clip: Path) -> d
             for stage in pipeline.stages():
                 pipeline.placements.release(stage)
         del pipeline
-        _release_memory()
+        free_device_memory()
     return row
 
 
@@ -285,12 +285,6 @@ def _full_length(row: dict) -> float:
 def _sync(cuda: bool) -> None:
     if cuda:
         torch.cuda.synchronize()
-
-
-def _release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def device_info(device: str | None) -> dict:
@@ -357,7 +351,7 @@ def model_args(opts: ProfileOptions):
 
 def row_shape(spec: RowSpec, opts: ProfileOptions):
     """The plan's view of a row's pipeline (batch, decoder, guardrail and T5 dtype as the row runs them)."""
-    from cosmos_cli.pipeline.plan import shape_from_checkpoints
+    from cosmos_cli.offload.plan import shape_from_checkpoints
 
     guardrail = "blocklist" if spec.blocklist and opts.guardrail != "off" else opts.guardrail
     return shape_from_checkpoints(

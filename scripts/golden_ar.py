@@ -1,6 +1,7 @@
 """Compare our AR engine with a golden set (``shared/golden/README.md`` format).
 
-Used by ``scripts/check_golden.py`` and the tests; returns the measured differences instead of printing,
+A development harness (it drives ``decode/``), kept next to ``scripts/check_golden.py``, which uses it with
+the tests; production code never imports it. It returns the measured differences instead of printing,
 so callers decide how to report them.
 """
 

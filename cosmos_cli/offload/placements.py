@@ -1,6 +1,6 @@
 """Where each stage lives between uses: ``gpu`` (resident), ``cpu`` (pinned host memory, moved to the GPU
 only while it runs), ``stream`` (pinned host memory; while it runs only its non-block weights are on the GPU
-and its repeated blocks are brought in one at a time: :mod:`cosmos_cli.pipeline.streaming`) or ``disk`` (read
+and its repeated blocks are brought in one at a time: :mod:`cosmos_cli.offload.streaming`) or ``disk`` (read
 when needed, freed after).
 
 NVIDIA's "offload" is our ``disk``: it deletes each model and re-reads it for every sample. ``cpu`` costs
@@ -18,19 +18,17 @@ loads, moves, bytes moved, and on CUDA the peak allocated and reserved memory wh
 from __future__ import annotations
 
 import contextlib
-import gc
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
 from cosmos_cli.console import warn
 from cosmos_cli.errors import BadInput
+from cosmos_cli.memory import available_host_bytes, free_device_memory
+from cosmos_cli.offload.streaming import BlockStream, detached, stage_blocks
 from cosmos_cli.pipeline.stage import Stage
-from cosmos_cli.pipeline.streaming import BlockStream, detached, stage_blocks
 
 PLACEMENTS = ("gpu", "cpu", "disk", "stream")
 STAGE_NAMES = (
@@ -61,17 +59,6 @@ def check_placement(stage: str, where: str) -> None:
         raise BadInput(f"unknown placement {where!r} for {stage}", f"use one of {', '.join(PLACEMENTS)}")
     if where == "stream" and stage in NOT_STREAMABLE:
         raise BadInput(f"{stage} cannot use stream placement", NOT_STREAMABLE[stage])
-
-
-def available_host_bytes() -> int:
-    """MemAvailable from /proc/meminfo (free + reclaimable), or free pages where that is missing."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def pinning_available() -> bool:
@@ -309,7 +296,7 @@ class Placements:
         for module in stage.modules():
             pin_module(module)  # buffers that stage.to left in ordinary memory
         self._parked.add(stage.name)
-        _free_device_memory()
+        free_device_memory()
 
     def _drop(self, stage: Stage) -> None:
         streaming = self._streams.pop(stage.name, None)
@@ -318,7 +305,7 @@ class Placements:
         stage.unload()
         self._parked.discard(stage.name)
         self._host.pop(stage.name, None)
-        _free_device_memory()
+        free_device_memory()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -335,7 +322,3 @@ def _host_copy(tensor: torch.Tensor, pinned: bool) -> torch.Tensor:
     return tensor.to("cpu", copy=True)
 
 
-def _free_device_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
