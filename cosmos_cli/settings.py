@@ -150,3 +150,11 @@ def nvte_attention_env() -> dict[str, str]:
 def child_environ() -> dict[str, str]:
     """A copy of this process's environment, for a child process that gets a few variables more."""
     return dict(os.environ)
+
+
+ENV_NEMO_PYTHON = "COSMOS_CLI_NEMO_PYTHON"
+"""The Python (with NeMo) that runs torchrun and NVIDIA's NeMo script (default: the one running cosmos-cli)."""
+
+
+def nemo_python() -> str | None:
+    return _env(ENV_NEMO_PYTHON) or None

@@ -204,6 +204,8 @@ def command(
 
         run_nemo(request)
         return
+    if cosmos_repo is not None:
+        raise BadInput("--cosmos-repo is for --backend nemo (NVIDIA's NeMo script)", "add --backend nemo, or drop it")
     _check_parallel(request)
     from cosmos_cli.io.atomic import check_writable_folder
 

@@ -35,12 +35,14 @@ LOG_FILE = "nemo.log"
 TAIL_LINES = 12
 PHASES = (
     (re.compile(r"Running Inference to generate (\d+) tokens"), "ar_model", "AR model: {} tokens"),
-    (re.compile(r"Running diffusion model"), "diffusion_decoder", "diffusion decoder"),
+    (re.compile(r"Running diffusion model"), "decode", "decoding the tokens"),
     (re.compile(r"Running guardrails"), "video_guardrail", "video guardrail"),
     (re.compile(r"Saved to "), "save", "saving"),
 )
 """NVIDIA's log lines that start a stage (``shared/spec/nemo.md`` section 4) -> timing key, display text.
-Everything before the first is ``startup`` (torchrun, imports, model loading, T5)."""
+Everything before the first is ``startup`` (torchrun, imports, tokenizing the input, loading the model);
+``ar_model`` includes T5 (it runs after that line); ``decode`` is the DV decoder plus the diffusion decoder
+unless disabled (the script logs that line either way)."""
 BLOCKED = "Guardrail blocked world generation"
 STOP_GRACE_S = 30
 
@@ -63,9 +65,11 @@ def run_nemo(request) -> None:
     """Check everything, run the script for every sample, report like our engine (paths on stdout;
     exit 2/3/4/1 or the script's code). ``request`` is a validated ``GenerateRequest``."""
     from cosmos_cli.console import info, stdout, warn
+    from cosmos_cli.io.atomic import check_writable_folder
     from cosmos_cli.nemo import script
 
     config = request.pipeline
+    output_dir = Path(request.output_dir).resolve()  # the script runs in the Cosmos checkout, not here
     script.check_request(request)
     script.check_environment()
     repo = script.find_script(request.cosmos_repo)
@@ -73,23 +77,24 @@ def run_nemo(request) -> None:
     samples = request.to_samples()
     runs = [script.build_run(request, sample, repo, ar_model) for sample in samples]  # reads every input
     pairs = list(zip(samples, runs, strict=True))
-    todo = [_plan(sample, run, request.output_dir, request.overwrite) for sample, run in pairs]
+    todo = [_plan(sample, run, output_dir, request.overwrite) for sample, run in pairs]
+    check_writable_folder(output_dir)
     script.check_container(repo, runs[0].env)
     if config.guardrail == "off":
         from cosmos_cli.guardrail import GUARDRAIL_OFF_WARNING
 
         warn(GUARDRAIL_OFF_WARNING)
     else:
-        info("NVIDIA's NeMo script runs the video guardrail only (it has no text guardrail)")
+        warn("NVIDIA's NeMo script runs the video guardrail only: it has no text guardrail for the prompt")
     info(f"[bold]NVIDIA's NeMo script[/bold] ({repo / script.SCRIPT}), {len(samples)} sample(s), {ar_model}")
     results = []
     for sample, run, skip in zip(samples, runs, todo, strict=True):
         if skip is not None:
             results.append(skip)
             continue
-        results.append(run_sample(sample, run, request.output_dir))
+        results.append(run_sample(sample, run, output_dir))
     if request.batch_input is not None:
-        _write_json(request.output_dir / "summary.json", {"backend": "nemo",
+        _write_json(output_dir / "summary.json", {"backend": "nemo",
                                                            "samples": [r.as_dict() for r in results]})  # fmt: skip
     for result in results:
         if result.status in ("succeeded", "skipped"):
@@ -138,7 +143,7 @@ def run_sample(sample, run, output_dir: Path) -> NemoResult:
             record.update(exit_code=rc, timings_s={**timings, "total": round(time.monotonic() - started, 3)})
             result.log_tail = list(tail)
             if rc != 0:
-                raise _script_failed(rc, tail, folder / LOG_FILE)
+                raise _script_failed(rc, folder / LOG_FILE)
             record["output"] = _probe(staged, folder / LOG_FILE)
         result.status, result.video_path = "succeeded", str(video)
     except CosmosError as err:
@@ -253,12 +258,17 @@ def _display(label: str) -> Iterator:
 _ERROR_LINE = re.compile(r"\b\w*(Error|Exception)\b:")
 
 
-def _script_failed(rc: int, tail: deque[str], log: Path) -> CosmosError:
-    """The script's failure as one line: its last exception line (torchrun's own ChildFailedError
-    summary is skipped), the exit code, and where the whole log is."""
-    if any(BLOCKED in line for line in tail):
+def _script_failed(rc: int, log: Path) -> CosmosError:
+    """The script's failure as one line: the last exception line of its whole log (torchrun's own
+    ChildFailedError lines are skipped; the worker's traceback may be far above its summary), the exit
+    code, and where the whole log is. The guardrail's refusal is :class:`GuardrailBlocked` (exit 4)."""
+    try:
+        lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        lines = []
+    lines = [line for line in lines if line]
+    if any(BLOCKED in line for line in lines):
         return GuardrailBlocked("NVIDIA's NeMo script: the guardrail blocked the generated video", exit_code=4)
-    lines = [line.strip() for line in tail if line.strip()]
     errors = [line for line in lines if _ERROR_LINE.search(line) and "ChildFailedError" not in line]
     cause = (errors or lines or ["no output"])[-1][:300]
     code = rc if 0 < rc < 256 else (128 - rc if rc < 0 else 1)
@@ -267,8 +277,10 @@ def _script_failed(rc: int, tail: deque[str], log: Path) -> CosmosError:
 
 
 def _probe(video: Path, log: Path) -> dict:
-    """Frames, size and rate of the script's video; exit 0 without a readable video is an error."""
+    """Frames, size and rate of the script's video; exit 0 without a readable 33-frame video is an error."""
     import imageio_ffmpeg
+
+    from cosmos_cli.nemo.script import FRAMES
 
     if not video.is_file() or video.stat().st_size == 0:
         raise CosmosError(f"NVIDIA's NeMo script exited 0 but wrote no video at {video}", f"whole log: {log}")
@@ -280,6 +292,9 @@ def _probe(video: Path, log: Path) -> dict:
     except (RuntimeError, OSError, StopIteration) as err:
         raise CosmosError(f"NVIDIA's NeMo script wrote an unreadable video ({err})", f"whole log: {log}") from err
     width, height = meta["size"]
+    if frames != FRAMES:
+        raise CosmosError(f"NVIDIA's NeMo script wrote {frames} frames, not {FRAMES}, at {video}",
+                          f"whole log: {log}")  # fmt: skip
     return {"frames": frames, "width": width, "height": height, "fps": meta.get("fps")}
 
 

@@ -11,6 +11,7 @@ This module only decides (checks, argv, environment); :mod:`cosmos_cli.nemo.back
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 import subprocess
@@ -50,8 +51,9 @@ class ScriptRun:
     """What the video depends on (script flags but the output name, input hash): a re-run's identity."""
 
     def argv_for(self, video_save_name: Path) -> list[str]:
-        """The full argv, writing the video to ``video_save_name`` (absolute: the cwd is the repo)."""
-        return [*self.argv, "--video_save_name", str(video_save_name)]
+        """The full argv, writing the video to ``video_save_name``, made absolute: the script runs in the
+        Cosmos checkout and resolves a relative name there."""
+        return [*self.argv, "--video_save_name", str(Path(video_save_name).resolve())]
 
     def command_line(self, video_save_name: Path) -> str:
         """The run as one line a user can paste (``cd`` and variables included)."""
@@ -59,15 +61,29 @@ class ScriptRun:
         return f"cd {shlex.quote(str(self.cwd))} && {env} {shlex.join(self.argv_for(video_save_name))}"
 
 
+def python_exe() -> str:
+    """The interpreter that runs torchrun and the script: ``$COSMOS_CLI_NEMO_PYTHON``, else this one (inside
+    the NeMo container cosmos-cli is installed into the container's Python, which has NeMo)."""
+    return settings.nemo_python() or sys.executable
+
+
 def torchrun_argv(script: Path = SCRIPT) -> list[str]:
     """``torchrun --nproc-per-node=1 <script>`` as NVIDIA runs it, as ``python -m torch.distributed.run``
-    (the same program, from this interpreter, whatever is on PATH) with ``--standalone``: a private
-    rendezvous on a free port, where bare torchrun takes 127.0.0.1:29500 and fails if that port is busy."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc-per-node=1",
+    (the same program as the ``torchrun`` entry point, from the chosen interpreter, whatever is on PATH) with
+    ``--standalone``: a private rendezvous on a free port, where bare torchrun takes 127.0.0.1:29500 and
+    fails if that port is busy."""
+    return [python_exe(), "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc-per-node=1",
             str(script)]  # fmt: skip
 
 
 # ---- refusals -------------------------------------------------------------------------------------
+HONOURED = frozenset({"checkpoint_dir", "ar_model_dir", "top_p", "temperature", "guardrail", "diffusion_decoder",
+                      "batch_size", "compile", "preload", "dd_parallel", "chunk_size", "scd_window"})  # fmt: skip
+"""PipelineConfig fields the script honours, or that only change how fast our own engine is (compile,
+preloading, chunking, the SCD window without SCD). Every other field set to anything but its default is
+refused, so that a setting added to our engine later is never silently dropped here."""
+
+
 def check_request(request) -> None:
     """Refuse, with one line, every part of a :class:`~cosmos_cli.request.GenerateRequest` the script
     cannot honour (per-sample values of a JSONL batch included)."""
@@ -75,6 +91,8 @@ def check_request(request) -> None:
     refusals = [
         (launch.tp not in (None, 1), f"--tp {launch.tp}: NVIDIA's NeMo script runs with tensor parallelism 1 only"),
         (launch.gpus > 1 or launch.nnodes > 1, "--gpus/--nnodes: NVIDIA's NeMo video2world script is one process"),
+        (bool({"node_rank", "rdzv_endpoint", "rdzv_backend"} & given),
+         "--node-rank/--rdzv-*: NVIDIA's NeMo video2world script is one process on one node"),
         ("seed" in given, "--seed: NVIDIA's NeMo script has no seed (every run differs)"),
         (config.dd_seed is not None, "--dd-seed: NVIDIA's NeMo script has no seed (every run differs)"),
         (config.quantization != "bf16", f"--quantization {config.quantization}: NVIDIA's NeMo script runs bf16 only"),
@@ -92,12 +110,33 @@ def check_request(request) -> None:
     for refused, message in refusals:
         if refused:
             raise BadInput(message, f"drop it, {USE_OURS}")
+    _refuse_unknown(config)
     for sample in request.samples:
         check_sample(sample, config, f"{sample.name}: " if request.batch_input is not None else "")
 
 
+def _refuse_unknown(config) -> None:
+    """Any other PipelineConfig field away from its default: the script has no such setting."""
+    from cosmos_cli.request import flag_name
+
+    checked = {"dd_seed", "quantization", "decoding", "placements", "load_format", "text_encoder_dtype", "fps",
+               "pad", "device"}  # fmt: skip
+    for f in dataclasses.fields(config):
+        if f.name in HONOURED or f.name in checked:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        value = getattr(config, f.name)
+        if default is not dataclasses.MISSING and value != default:
+            raise BadInput(f"{flag_name(f.name)} {value}: NVIDIA's NeMo script has no such setting",
+                           f"drop it, {USE_OURS}")  # fmt: skip
+
+
 def check_sample(sample, config, where: str = "") -> None:
-    """The per-sample values: 33 frames, no seed, an integer temperature of 1 or more, 9 context frames."""
+    """The per-sample values: a prompt, 33 frames, no seed, an integer temperature of 1 or more, 9 context
+    frames of a video."""
+    if not sample.prompt:
+        raise BadInput(f"{where}no prompt: NVIDIA's NeMo video2world script needs one (its T5 encodes it)",
+                       'add --prompt "..." (or a "prompt" on every JSONL line)')  # fmt: skip
     if sample.num_frames != FRAMES:
         raise BadInput(f"{where}--num-frames {sample.num_frames}: NVIDIA's NeMo script makes {FRAMES} frames only",
                        f"use --num-frames {FRAMES}, {USE_OURS}")  # fmt: skip
@@ -148,17 +187,34 @@ def find_script(repo_flag: Path | None) -> Path:
     return repo
 
 
+CONTAINER_PROBE = """
+import importlib.util, os, sys
+missing = []
+torch = importlib.util.find_spec("torch")
+if torch is None or not os.path.isfile(os.path.join(torch.submodule_search_locations[0], "distributed", "run.py")):
+    missing.append("torchrun (torch.distributed.run)")
+if importlib.util.find_spec("nemo") is None:
+    missing.append("NVIDIA NeMo (the nemo package)")
+print("; ".join(missing))
+sys.exit(3 if missing else 0)
+"""
+"""Asked in a child with the script's interpreter and environment: importing NeMo or torch takes seconds,
+finding them does not."""
+
+
 def check_container(repo: Path, env: dict[str, str]) -> None:
-    """NeMo must be importable by the interpreter that runs the script, with the script's environment
-    (asked in a child: importing NeMo takes many seconds, finding it does not)."""
-    probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('nemo') else 3)"
-    done = subprocess.run([sys.executable, "-c", probe], cwd=repo, env={**settings.child_environ(), **env},
-                          capture_output=True, check=False)  # fmt: skip
+    """torchrun and NeMo must be there for the interpreter that runs the script, with the script's
+    environment; else one line naming what is missing."""
+    python = python_exe()
+    how = f"run cosmos-cli inside {CONTAINER} (or point {settings.ENV_NEMO_PYTHON} at its python), {USE_OURS}"
+    try:
+        done = subprocess.run([python, "-c", CONTAINER_PROBE], cwd=repo, env={**settings.child_environ(), **env},
+                              capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise CosmosError(f"cannot run the Python for NVIDIA's NeMo script, {python} ({err})", how) from err
     if done.returncode != 0:
-        raise CosmosError(
-            f"NVIDIA NeMo is not installed for {sys.executable} (NeMo's video2world script needs the NeMo container)",
-            f"run cosmos-cli inside {CONTAINER}, {USE_OURS}",
-        )
+        missing = done.stdout.strip() or (done.stderr.strip().splitlines() or ["it failed"])[-1]
+        raise CosmosError(f"{missing} not found for {python}: NVIDIA's NeMo script needs the NeMo container", how)
 
 
 # ---- the command ----------------------------------------------------------------------------------
@@ -210,7 +266,7 @@ def build_run(request, sample, repo: Path, ar_model: str) -> ScriptRun:
     if config.guardrail == "off":
         flags += ["--guardrail_dir", ""]  # an empty name skips the video guardrail
     env = dict(NVTE_REQUIRED)
-    env["HF_HOME"] = settings.hf_home() or ""
+    env["HF_HOME"] = str(Path(settings.hf_home() or "").expanduser().resolve())  # absolute: the cwd is the repo
     env["PYTHONPATH"] = _pythonpath(repo)
     env["PYTHONUNBUFFERED"] = "1"  # its log lines reach our display as they are written
     argv = [*torchrun_argv(), *flags]
