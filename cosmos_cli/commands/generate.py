@@ -68,6 +68,7 @@ def translate_nvidia_flags(args: list[str]) -> list[str]:
 
 
 def command(
+    ctx: typer.Context,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Video or image to continue.")] = None,
     prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Text prompt (Video2World models).")] = None,
     batch_input: Annotated[
@@ -196,7 +197,7 @@ def command(
             launch=LaunchRequest(gpus, tp, nnodes, node_rank, rdzv_endpoint, rdzv_backend),
             backend=backend,
             cosmos_repo=cosmos_repo,
-            given_flags=_given_flags(),
+            given_flags=_given_flags(ctx),
         )
     )
     if request.backend == "nemo":  # NVIDIA's script runs it (cosmos_cli/nemo/backend.py)
@@ -238,15 +239,11 @@ def command(
     _generate_here(request)
 
 
-def _given_flags() -> frozenset[str]:
-    """The parameters set on the command line, not left at their defaults."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return frozenset()
-    defaulted = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
-    return frozenset(name for name in ctx.params if ctx.get_parameter_source(name) not in defaulted)
+def _given_flags(ctx: typer.Context) -> frozenset[str]:
+    """The parameters set on the command line (or the environment), not left at their defaults."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    defaulted = (None, "DEFAULT", "DEFAULT_MAP")
+    return frozenset(name for name, src in sources.items() if getattr(src, "name", None) not in defaulted)
 
 
 def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str | None, config) -> list:
