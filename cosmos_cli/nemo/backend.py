@@ -283,18 +283,20 @@ def _probe(video: Path, log: Path) -> dict:
     from cosmos_cli.nemo.script import FRAMES
 
     if not video.is_file() or video.stat().st_size == 0:
-        raise CosmosError(f"NVIDIA's NeMo script exited 0 but wrote no video at {video}", f"whole log: {log}")
+        raise CosmosError("NVIDIA's NeMo script exited 0 but wrote no video (to its --video_save_name)",
+                          f"whole log: {log}", exit_code=1)  # fmt: skip
     try:
         reader = imageio_ffmpeg.read_frames(str(video))
         meta = next(reader)
         reader.close()
         frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
     except (RuntimeError, OSError, StopIteration) as err:
-        raise CosmosError(f"NVIDIA's NeMo script wrote an unreadable video ({err})", f"whole log: {log}") from err
+        raise CosmosError(f"NVIDIA's NeMo script wrote an unreadable video ({err})", f"whole log: {log}",
+                          exit_code=1) from err
     width, height = meta["size"]
     if frames != FRAMES:
-        raise CosmosError(f"NVIDIA's NeMo script wrote {frames} frames, not {FRAMES}, at {video}",
-                          f"whole log: {log}")  # fmt: skip
+        raise CosmosError(f"NVIDIA's NeMo script wrote {frames} frames, not {FRAMES}; nothing was kept",
+                          f"whole log: {log}", exit_code=1)  # fmt: skip
     return {"frames": frames, "width": width, "height": height, "fps": meta.get("fps")}
 
 
