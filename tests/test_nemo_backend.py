@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -361,3 +362,57 @@ def test_a_failing_script_is_a_failing_run_with_no_video(box, mode, code, script
     assert record["status"] in ("failed", "blocked") and record["video"] is None
     assert record["exit_code"] == script_code
     no_leftovers(box, box["work"] / "out")
+
+
+def test_sigterm_stops_the_script_and_leaves_nothing_half_written(box):
+    """A real SIGTERM while the script runs: torchrun and its worker are stopped, no video, exit 143."""
+
+    argv = [sys.executable, "-m", "cosmos_cli", "generate", "--backend", "nemo", "-i", "clip.mp4", "-p", "a car",
+            "-o", "out"]  # fmt: skip
+    env = environ(box, STANDIN_WAIT_FILE=str(box["tmp"] / "never"))
+    proc = subprocess.Popen(argv, cwd=box["work"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = None
+    for line in proc.stderr:
+        if line.startswith("standin-pid: "):
+            worker = int(line.split()[1])
+        if "Running Inference" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 143, rest
+    assert "interrupted by SIGTERM: 0 of 1 sample(s) done" in rest
+    assert worker is not None
+    deadline = time.monotonic() + 10
+    while alive(worker):
+        assert time.monotonic() < deadline, "the script's worker outlived us"
+        time.sleep(0.1)
+    assert not (box["work"] / "out" / "clip" / "clip.mp4").exists()
+    no_leftovers(box, box["work"] / "out")
+
+
+def alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_jsonl_batch_is_one_script_run_per_line_with_a_summary(box):
+    (box["work"] / "batch.jsonl").write_text(
+        json.dumps({"prompt": "a", "visual_input": "clip.mp4"}) + "\n"
+        + json.dumps({"prompt": "b", "visual_input": "still.png", "temperature": 2}) + "\n"
+    )  # fmt: skip
+    out = nemo_generate(box, "--batch-input", "batch.jsonl", "-o", "out", "--guardrail", "off")
+    assert out.returncode == 0, out.stderr
+    names = ["000_clip", "001_still"]
+    assert out.stdout.split() == [str(box["work"] / "out" / n / f"{n}.mp4") for n in names]
+    summary = json.loads((box["work"] / "out" / "summary.json").read_text())
+    assert summary["backend"] == "nemo" and [s["status"] for s in summary["samples"]] == ["succeeded"] * 2
+    image = json.loads((box["work"] / "out" / "001_still" / "generation.json").read_text())
+    assert "--input_type image" in image["command"] and "--temperature 2" in image["command"]
+    assert "--guardrail_dir ''" in image["command"]
+    log = (box["work"] / "out" / "001_still" / "nemo.log").read_text()
+    assert "generate 10240 tokens" in log and "Running guardrails" not in log
+    assert "video_guardrail" not in image["timings_s"]

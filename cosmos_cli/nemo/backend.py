@@ -87,15 +87,9 @@ def run_nemo(request) -> None:
     else:
         warn("NVIDIA's NeMo script runs the video guardrail only: it has no text guardrail for the prompt")
     info(f"[bold]NVIDIA's NeMo script[/bold] ({repo / script.SCRIPT}), {len(samples)} sample(s), {ar_model}")
-    results = []
-    for sample, run, skip in zip(samples, runs, todo, strict=True):
-        if skip is not None:
-            results.append(skip)
-            continue
-        results.append(run_sample(sample, run, output_dir))
+    results = _run_all(samples, runs, todo, output_dir, batch=request.batch_input is not None)
     if request.batch_input is not None:
-        _write_json(output_dir / "summary.json", {"backend": "nemo",
-                                                           "samples": [r.as_dict() for r in results]})  # fmt: skip
+        _write_summary(output_dir, results)
     for result in results:
         if result.status in ("succeeded", "skipped"):
             note = " (already done; --overwrite to redo)" if result.status == "skipped" else ""
@@ -111,6 +105,30 @@ def run_nemo(request) -> None:
         if first.status == "blocked":
             raise GuardrailBlocked(first.error, exit_code=first.exit_code)
         raise CosmosError(first.error, exit_code=first.exit_code)
+
+
+def _run_all(samples, runs, todo, output_dir: Path, batch: bool) -> list[NemoResult]:
+    """Every sample in turn. Ctrl-C / SIGTERM stop the script (``stream``), leave nothing half-written,
+    write the batch's summary (the sample running then ``interrupted``, later ones ``pending``), say so in
+    one line and exit ``128 + signal``, as our engine does (:mod:`cosmos_cli.pipeline.interrupt`)."""
+    from cosmos_cli.pipeline.interrupt import Interrupted, interrupts_raise, report
+
+    results: list[NemoResult] = []
+    try:
+        with interrupts_raise():
+            for sample, run, skip in zip(samples, runs, todo, strict=True):
+                results.append(skip if skip is not None else run_sample(sample, run, output_dir))
+    except Interrupted as stop:
+        rest = [NemoResult(s.name, status="pending") for s in samples[len(results) :]]
+        if rest:
+            rest[0].status, rest[0].error = "interrupted", f"stopped by {stop.signal_name}"
+        report(stop, results + rest, output_dir, _write_summary if batch else None)
+        raise SystemExit(stop.exit_code) from None
+    return results
+
+
+def _write_summary(output_dir: Path, results: list[NemoResult], **extra) -> None:
+    _write_json(output_dir / "summary.json", {"backend": "nemo", "samples": [r.as_dict() for r in results], **extra})
 
 
 def _plan(sample, run, output_dir: Path, overwrite: bool) -> NemoResult | None:

@@ -67,6 +67,7 @@ def main() -> None:
     seen = {k: os.environ.get(k) for k in ("NVTE_FLASH_ATTN", "NVTE_FUSED_ATTN", "NVTE_UNFUSED_ATTN", "HF_HOME")}
     print("standin-env: " + json.dumps(seen, sort_keys=True))
     print("standin-args: " + json.dumps(sys.argv[1:]))
+    print(f"standin-pid: {os.getpid()}")
     check_attention_env()
     mode = os.environ.get("STANDIN_MODE", "")
     if mode == "fail":  # NeMo logs such lines and goes on: not the cause of a failure
