@@ -9,8 +9,15 @@ per step: 1 per parameter for int8/fp8 instead of 2.
 
 Shapes with few output rows (the 4096-row matrices) need more programs than output tiles to keep every
 SM streaming, so the K axis can be split; the float32 partials are then summed, scaled and cast by a
-second small kernel. The block sizes and split are chosen per (rows bucket, N, K, weight format) by timing
-a short candidate list on the first call (L2 flushed between runs by ``triton.testing.do_bench``), never
+second small kernel (never atomics: the sum order, and so the output, is the same on every run).
+
+One activation row (batch-1 decode, the case that sets the video's latency) has a second kernel: no
+tensor-core tile padded from 1 to 16 rows, but a plain multiply-accumulate of each weight tile into a
+float32 register tile that is reduced once at the end, with the weights streamed past L2
+(``evict_first``). It keeps more bytes in flight per SM for the same registers.
+
+The kernel, block sizes and split are chosen per (rows bucket, N, K, weight format) by timing a short
+candidate list on the first call (L2 flushed between runs by ``triton.testing.do_bench``), never
 during CUDA-graph capture (the generators warm up before capturing). Registered as a custom op so that
 ``torch.compile`` treats it as one opaque call.
 
@@ -78,6 +85,41 @@ if triton is not None:
             tl.store(P + pid_k * M * N + rm[:, None] * N + rn[None, :], acc, mask=m_ok[:, None] & n_ok[None, :])
 
     @triton.jit
+    def _gemv_kernel(
+        X, W, S, Y, P, N, K, stride_wn, k_per_split, k_iters,
+        HAS_SCALE: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):  # fmt: skip
+        pid_n = tl.program_id(0)
+        pid_k = tl.program_id(1)
+        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_ok = rn < N
+        rn_safe = tl.where(n_ok, rn, 0).to(tl.int64)  # out-of-range rows re-read row 0: no mask on the stream
+        k_start = pid_k * k_per_split
+        rk = k_start + tl.arange(0, BLOCK_K)
+        w_ptrs = W + rn_safe[:, None] * stride_wn + rk[None, :]
+        x_ptrs = X + rk
+        acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+        for i in range(0, k_iters):
+            if EVEN_K:
+                w = tl.load(w_ptrs, eviction_policy="evict_first")
+                x = tl.load(x_ptrs)
+            else:
+                k_ok = (rk + i * BLOCK_K) < K
+                w = tl.load(w_ptrs, mask=k_ok[None, :], other=0.0, eviction_policy="evict_first")
+                x = tl.load(x_ptrs, mask=k_ok, other=0.0)
+            acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+            w_ptrs += BLOCK_K
+            x_ptrs += BLOCK_K
+        out = tl.sum(acc, axis=1)
+        if SPLIT_K == 1:
+            if HAS_SCALE:
+                out = out * tl.load(S + rn_safe)
+            tl.store(Y + rn, out.to(Y.dtype.element_ty), mask=n_ok)
+        else:
+            tl.store(P + pid_k * N + rn, out, mask=n_ok)
+
+    @triton.jit
     def _splitk_reduce_kernel(P, S, Y, total, N, stride_ym, HAS_SCALE: tl.constexpr, SPLIT_K: tl.constexpr,
                               BLOCK: tl.constexpr):  # fmt: skip
         idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -91,18 +133,28 @@ if triton is not None:
         tl.store(Y + (idx // N) * stride_ym + n, acc.to(Y.dtype.element_ty), mask=ok)
 
 
-# (BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages) tried for each shape; BLOCK_M follows the row count.
-SMALL_M_CANDIDATES = [
-    (16, 512, 1, 4, 3), (32, 256, 1, 4, 4), (64, 256, 1, 4, 3), (16, 512, 2, 4, 3), (32, 256, 2, 4, 4),
-    (32, 256, 4, 4, 4),
+# (kernel, BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages) tried for each shape; BLOCK_M follows the rows.
+DOT_SMALL_M = [
+    ("dot", 16, 512, 1, 4, 3), ("dot", 32, 256, 1, 4, 4), ("dot", 64, 256, 1, 4, 3), ("dot", 16, 512, 2, 4, 3),
+    ("dot", 32, 256, 2, 4, 4), ("dot", 32, 256, 4, 4, 4),
 ]  # fmt: skip
-LARGE_M_CANDIDATES = [(64, 128, 1, 4, 3), (128, 64, 1, 8, 3), (64, 128, 2, 4, 3)]
-DEFAULT_SMALL = (32, 256, 2, 4, 4)
-DEFAULT_LARGE = (64, 128, 1, 4, 3)
+GEMV_ONE_ROW = [
+    ("gemv", 1, 1024, 1, 4, 1), ("gemv", 4, 1024, 1, 4, 1), ("gemv", 8, 1024, 1, 8, 1), ("gemv", 16, 512, 1, 8, 1),
+    ("gemv", 2, 2048, 2, 4, 1), ("gemv", 8, 512, 1, 8, 1), ("gemv", 8, 1024, 1, 4, 1), ("gemv", 4, 2048, 2, 4, 1),
+    ("gemv", 4, 2048, 1, 8, 1), ("gemv", 8, 2048, 2, 8, 1), ("gemv", 16, 256, 1, 4, 1), ("gemv", 4, 512, 1, 4, 1),
+]  # fmt: skip
+"""The top three of every (linear, format) of the 5B model in ``scripts/bench_gemv_sweep.py`` on an H100
+(2026-12-07): within 1-3% of each other there; the tensor-core kernel never won at one row."""
+ONE_ROW_CANDIDATES = GEMV_ONE_ROW
+SMALL_M_CANDIDATES = DOT_SMALL_M
+LARGE_M_CANDIDATES = [("dot", 64, 128, 1, 4, 3), ("dot", 128, 64, 1, 8, 3), ("dot", 64, 128, 2, 4, 3)]
+DEFAULT_ONE_ROW = ("gemv", 4, 1024, 1, 4, 1)
+DEFAULT_SMALL = ("dot", 32, 256, 2, 4, 4)
+DEFAULT_LARGE = ("dot", 64, 128, 1, 4, 3)
 
 _KERNEL_DTYPES = (torch.bfloat16, torch.float16)
 _TUNED: dict[tuple, tuple] = {}
-"""(BLOCK_M, N, K, weight dtype, device index) -> the fastest candidate measured on that device."""
+"""(one row?, BLOCK_M, N, K, weight dtype, x dtype, device index) -> the fastest candidate on that device."""
 
 
 def block_m_for(rows: int) -> int:
@@ -112,19 +164,24 @@ def block_m_for(rows: int) -> int:
 def _launch(x, weight, scale, out, block_m: int, config: tuple) -> None:
     m, k = x.shape
     n = weight.shape[0]
-    block_n, block_k, split_k, warps, stages = config
+    kind, block_n, block_k, split_k, warps, stages = config
     k_per_split = triton.cdiv(triton.cdiv(k, split_k), block_k) * block_k
     split_k = triton.cdiv(k, k_per_split)
     even_k = k % block_k == 0 and k_per_split * split_k == k
     partial = out if split_k == 1 else torch.empty(split_k, m, n, device=x.device, dtype=torch.float32)
     has_scale = scale is not None
     s = scale if has_scale else out
-    grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m), split_k)
-    _wq_mm_kernel[grid](
-        x, weight, s, out, partial, m, n, k, x.stride(0), weight.stride(0), out.stride(0), k_per_split,
-        HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, K_ITERS=k_per_split // block_k,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
-    )  # fmt: skip
+    if kind == "gemv":
+        if m != 1:
+            raise ValueError("the gemv kernel takes one activation row")
+        _gemv_kernel[(triton.cdiv(n, block_n), split_k)](
+            x, weight, s, out, partial, n, k, weight.stride(0), k_per_split, k_per_split // block_k,
+            HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, BLOCK_N=block_n, BLOCK_K=block_k,
+            num_warps=warps, num_stages=stages,
+        )  # fmt: skip
+    else:
+        _launch_dot(x, weight, s, out, partial, block_m, block_n, block_k, split_k, k_per_split, even_k,
+                    has_scale, warps, stages)  # fmt: skip
     if split_k > 1:
         block = 1024
         total = m * n
@@ -133,15 +190,28 @@ def _launch(x, weight, scale, out, block_m: int, config: tuple) -> None:
         )
 
 
+def _launch_dot(x, weight, s, out, partial, block_m, block_n, block_k, split_k, k_per_split, even_k, has_scale,
+                warps, stages) -> None:  # fmt: skip
+    m, k = x.shape
+    n = weight.shape[0]
+    grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m), split_k)
+    _wq_mm_kernel[grid](
+        x, weight, s, out, partial, m, n, k, x.stride(0), weight.stride(0), out.stride(0), k_per_split,
+        HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, K_ITERS=k_per_split // block_k,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+    )  # fmt: skip
+
+
 def _config_for(x, weight, scale, out, block_m: int) -> tuple:
-    key = (block_m, weight.shape[0], weight.shape[1], weight.dtype, x.dtype, x.device.index)
+    key = (x.shape[0] == 1, block_m, weight.shape[0], weight.shape[1], weight.dtype, x.dtype, x.device.index)
     found = _TUNED.get(key)
     if found is not None:
         return found
-    default = DEFAULT_SMALL if block_m == 16 else DEFAULT_LARGE
+    one_row = x.shape[0] == 1
+    default = DEFAULT_ONE_ROW if one_row else DEFAULT_SMALL if block_m == 16 else DEFAULT_LARGE
     if torch.cuda.is_current_stream_capturing():
         return default  # never time inside a capture; warm-up normally tuned this shape already
-    candidates = SMALL_M_CANDIDATES if block_m == 16 else LARGE_M_CANDIDATES
+    candidates = ONE_ROW_CANDIDATES if one_row else SMALL_M_CANDIDATES if block_m == 16 else LARGE_M_CANDIDATES
     best, best_ms = default, float("inf")
     for config in candidates:
         try:
@@ -178,4 +248,4 @@ def _(x, weight, scale):
 def tuned_configs() -> dict[str, list]:
     """What the tuner chose (for benchmark reports)."""
     items = sorted(_TUNED.items(), key=str)
-    return {f"m{k[0]}_n{k[1]}_k{k[2]}_{str(k[3]).removeprefix('torch.')}": list(v) for k, v in items}
+    return {f"m{1 if k[0] else k[1]}_n{k[2]}_k{k[3]}_{str(k[4]).removeprefix('torch.')}": list(v) for k, v in items}

@@ -30,8 +30,10 @@ from cosmos_cli.quant.kernels import MAX_KERNEL_ROWS, wq_linear
 QUANTIZATIONS = ("bf16", "int8", "fp8")
 """User-facing modes; ``bf16`` = the model's own dtype, unchanged."""
 
-KERNEL_MODES = ("bf16-triton",)
-"""Benchmark-only: bf16 weights through the Triton decode kernel instead of cuBLAS."""
+KERNEL_MODES = ("bf16-triton", "bf16-gemv")
+"""Benchmark-only: bf16 weights through the Triton kernels instead of cuBLAS, for every few-row call
+(``bf16-triton``) or for one-row calls only (``bf16-gemv``: batch-1 decode steps; windows and batches keep
+cuBLAS)."""
 
 QMAX = {"int8": 127.0, "fp8": 448.0}
 STORAGE = {"int8": torch.int8, "fp8": torch.float8_e4m3fn}
@@ -88,14 +90,15 @@ class QuantLinear(nn.Module):
     def from_linear(cls, linear: nn.Linear, mode: str) -> QuantLinear:
         if linear.bias is not None:
             raise ValueError("QuantLinear has no bias; the AR model's linears have none")
-        if mode == "bf16-triton":
+        if mode in KERNEL_MODES:
             return cls(linear.weight.detach(), None, mode)
         q, scale = quantize_weight(linear.weight.detach(), mode)
         return cls(q, scale, mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if x.is_cuda and rows <= MAX_KERNEL_ROWS and x.dtype in (torch.bfloat16, torch.float16):
+        kernel_rows = 1 if self.mode == "bf16-gemv" else MAX_KERNEL_ROWS
+        if x.is_cuda and rows <= kernel_rows and x.dtype in (torch.bfloat16, torch.float16):
             return wq_linear(x, self.weight, self.scale)
         if self.scale is None:
             return F.linear(x, self.weight.to(x.dtype))
