@@ -30,6 +30,9 @@ if typing.TYPE_CHECKING:
     from cosmos_cli.pipeline.pipeline import PipelineConfig
     from cosmos_cli.pipeline.samples import Sample
 
+BACKENDS = ("cosmos-cli", "nemo")
+"""What runs ``generate``: our engine, or NVIDIA's NeMo script (``cosmos_cli/nemo/backend.py``)."""
+
 SEED_LIMIT = 2**63
 """Seeds are int64 on the device (``torch.tensor(seeds)``): one past the largest accepted."""
 
@@ -82,6 +85,7 @@ RULES: dict[str, Rule | CheckedBy] = {
     "text_encoder_dtype": Rule(lambda v: v in ("bf16", "fp32"), "must be bf16 or fp32", "use bf16 or fp32"),
     "quantization": Rule(lambda v: v in ("bf16", "int8", "fp8"), "must be bf16, int8 or fp8", "bf16 is as released"),
     "decoding": Rule(lambda v: v in ("sequential", "scd"), "must be sequential or scd", "use sequential or scd"),
+    "backend": Rule(lambda v: v in BACKENDS, "must be cosmos-cli or nemo", "nemo runs NVIDIA's NeMo script"),
 }
 """One line per ranged field, applied by name wherever the field appears (sample, run or pipeline)."""
 
@@ -169,6 +173,11 @@ class GenerateRequest:
     gpu_memory_budget: float | None = None
     overwrite: bool = False
     launch: LaunchRequest = field(default_factory=LaunchRequest)
+    backend: str = "cosmos-cli"
+    cosmos_repo: Path | None = None
+    """``--backend nemo``: the NVIDIA Cosmos checkout (None: ``settings.cosmos_repo_dir``)."""
+    given_flags: frozenset[str] = frozenset()
+    """Parameters set on the command line rather than defaulted (the NeMo backend refuses a seed at all)."""
 
     @property
     def writes_summary(self) -> bool:

@@ -114,3 +114,47 @@ def nvls_requested() -> str | None:
     """``NCCL_NVLS_ENABLE`` when set to anything but 0 (we turn NVLink multicast off and warn)."""
     value = _env(ENV_NVLS)
     return value if value not in (None, "0") else None
+
+
+# ---- `generate --backend nemo` (NVIDIA's NeMo script; docs/nemo.md) ----------------------------------
+ENV_COSMOS_REPO = "COSMOS_REPO_DIR"
+"""The NVIDIA Cosmos checkout whose NeMo script ``--backend nemo`` runs (default: the current folder)."""
+ENV_HF_HOME = "HF_HOME"
+ENV_PYTHONPATH = "PYTHONPATH"
+NVTE_ATTENTION_VARS = ("NVTE_FLASH_ATTN", "NVTE_FUSED_ATTN", "NVTE_UNFUSED_ATTN")
+"""Transformer Engine's attention switches, which megatron-core checks against the model's backend."""
+
+
+def cosmos_repo_dir(flag: Path | None = None) -> Path:
+    """``--cosmos-repo``, else ``$COSMOS_REPO_DIR``, else the current folder (NVIDIA runs from the repo root)."""
+    if flag is not None:
+        return Path(flag)
+    return Path(_env(ENV_COSMOS_REPO) or ".")
+
+
+def hf_home() -> str | None:
+    """``$HF_HOME`` where set (and non-empty), else None: NVIDIA's NeMo script fetches its models into it."""
+    return _env(ENV_HF_HOME) or None
+
+
+def pythonpath() -> str:
+    """``$PYTHONPATH`` as set now ("" if unset): the NeMo script's child gets the Cosmos root in front."""
+    return _env(ENV_PYTHONPATH) or ""
+
+
+def nvte_attention_env() -> dict[str, str]:
+    """The ``NVTE_*`` attention variables that are set in this environment."""
+    return {name: value for name in NVTE_ATTENTION_VARS if (value := _env(name)) is not None}
+
+
+def child_environ() -> dict[str, str]:
+    """A copy of this process's environment, for a child process that gets a few variables more."""
+    return dict(os.environ)
+
+
+ENV_NEMO_PYTHON = "COSMOS_CLI_NEMO_PYTHON"
+"""The Python (with NeMo) that runs torchrun and NVIDIA's NeMo script (default: the one running cosmos-cli)."""
+
+
+def nemo_python() -> str | None:
+    return _env(ENV_NEMO_PYTHON) or None

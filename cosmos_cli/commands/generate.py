@@ -68,6 +68,7 @@ def translate_nvidia_flags(args: list[str]) -> list[str]:
 
 
 def command(
+    ctx: typer.Context,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Video or image to continue.")] = None,
     prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Text prompt (Video2World models).")] = None,
     batch_input: Annotated[
@@ -141,6 +142,13 @@ def command(
     node_rank: Annotated[int, typer.Option("--node-rank", help="This node's rank.")] = 0,
     rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of node 0.")] = None,
     rdzv_backend: Annotated[str | None, typer.Option("--rdzv-backend", help="c10d (default) or static.")] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="cosmos-cli (ours) | nemo (NVIDIA's NeMo script, in its container).")
+    ] = "cosmos-cli",
+    cosmos_repo: Annotated[
+        Path | None,
+        typer.Option("--cosmos-repo", help="--backend nemo: NVIDIA's Cosmos checkout (default: $COSMOS_REPO_DIR, .)"),
+    ] = None,
     overwrite: OverwriteOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -190,8 +198,18 @@ def command(
             gpu_memory_budget=gpu_memory_budget,
             overwrite=overwrite,
             launch=LaunchRequest(gpus, tp, nnodes, node_rank, rdzv_endpoint, rdzv_backend),
+            backend=backend,
+            cosmos_repo=cosmos_repo,
+            given_flags=_given_flags(ctx),
         )
     )
+    if request.backend == "nemo":  # NVIDIA's script runs it (cosmos_cli/nemo/backend.py)
+        from cosmos_cli.nemo.backend import run_nemo
+
+        run_nemo(request)
+        return
+    if cosmos_repo is not None:
+        raise BadInput("--cosmos-repo is for --backend nemo (NVIDIA's NeMo script)", "add --backend nemo, or drop it")
     _check_parallel(request)
     from cosmos_cli.io.atomic import check_writable_folder
 
@@ -222,6 +240,13 @@ def command(
             relaunch(cmd, debug=debug)
         return
     _generate_here(request)
+
+
+def _given_flags(ctx: typer.Context) -> frozenset[str]:
+    """The parameters set on the command line (or the environment), not left at their defaults."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    defaulted = (None, "DEFAULT", "DEFAULT_MAP")
+    return frozenset(name for name, src in sources.items() if getattr(src, "name", None) not in defaulted)
 
 
 def _samples(defaults, input: Path | None, batch_input: Path | None, prompt: str | None, config) -> list:
