@@ -66,11 +66,13 @@ def load_model_video(
     pad: bool = False,
     end_frame: int | None = None,
     on_progress: ProgressFn | None = None,
+    short_hint: str | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """The input frames as float32 ``(N, 3, height, width)`` in [-1, 1] and the description of
     :func:`cosmos_cli.io.video.load_model_input` (same frames, same checks, same errors)."""
+    hint = {} if short_hint is None else {"short_hint": short_hint}
     raw, info = read_input_frames(
-        path, num_frames, height, width, pad=pad, end_frame=end_frame, on_progress=on_progress
+        path, num_frames, height, width, pad=pad, end_frame=end_frame, on_progress=on_progress, **hint
     )
     return model_frames(raw, height, width), info
 

@@ -385,8 +385,9 @@ def load_model_input(
     NVIDIA does (:func:`cosmos_cli.io.model_input.load_model_video`).
     """
     raw, info = read_input_frames(
-        path, num_frames, height, width, pad=pad, end_frame=end_frame, on_progress=on_progress
-    )
+        path, num_frames, height, width, pad=pad, end_frame=end_frame, on_progress=on_progress,
+        short_hint=short_hint,
+    )  # fmt: skip
     return np.stack([resize_center_crop(frame, height, width) for frame in raw]), info
 
 
@@ -399,6 +400,7 @@ def read_input_frames(
     pad: bool = False,
     end_frame: int | None = None,
     on_progress: ProgressFn | None = None,
+    short_hint: str = SHORT_CLIP_HINT,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Decode the frames of a clip or an image that become the model's input, before any resize.
 
