@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cosmos_cli.io.video import ProgressFn, cover_crop_geometry, read_input_frames
+from cosmos_cli.io.video import SHORT_CLIP_HINT, ProgressFn, cover_crop_geometry, read_input_frames
 
 MODEL_INPUT = "float-antialias-v1"
 """How ``generate`` prepares its input, in the re-run fingerprints: a video or a saved long-video chunk
@@ -66,14 +66,14 @@ def load_model_video(
     pad: bool = False,
     end_frame: int | None = None,
     on_progress: ProgressFn | None = None,
-    short_hint: str | None = None,
+    short_hint: str = SHORT_CLIP_HINT,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """The input frames as float32 ``(N, 3, height, width)`` in [-1, 1] and the description of
     :func:`cosmos_cli.io.video.load_model_input` (same frames, same checks, same errors)."""
-    hint = {} if short_hint is None else {"short_hint": short_hint}
     raw, info = read_input_frames(
-        path, num_frames, height, width, pad=pad, end_frame=end_frame, on_progress=on_progress, **hint
-    )
+        path, num_frames, height, width, pad=pad, end_frame=end_frame, on_progress=on_progress,
+        short_hint=short_hint,
+    )  # fmt: skip
     return model_frames(raw, height, width), info
 
 

@@ -180,26 +180,17 @@ def _launch(x, weight, scale, out, block_m: int, config: tuple) -> None:
             num_warps=warps, num_stages=stages,
         )  # fmt: skip
     else:
-        _launch_dot(x, weight, s, out, partial, block_m, block_n, block_k, split_k, k_per_split, even_k,
-                    has_scale, warps, stages)  # fmt: skip
+        _wq_mm_kernel[(triton.cdiv(n, block_n), triton.cdiv(m, block_m), split_k)](
+            x, weight, s, out, partial, m, n, k, x.stride(0), weight.stride(0), out.stride(0), k_per_split,
+            HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, K_ITERS=k_per_split // block_k,
+            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+        )  # fmt: skip
     if split_k > 1:
         block = 1024
         total = m * n
         _splitk_reduce_kernel[(triton.cdiv(total, block),)](
             partial, s, out, total, n, out.stride(0), HAS_SCALE=has_scale, SPLIT_K=split_k, BLOCK=block
         )
-
-
-def _launch_dot(x, weight, s, out, partial, block_m, block_n, block_k, split_k, k_per_split, even_k, has_scale,
-                warps, stages) -> None:  # fmt: skip
-    m, k = x.shape
-    n = weight.shape[0]
-    grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m), split_k)
-    _wq_mm_kernel[grid](
-        x, weight, s, out, partial, m, n, k, x.stride(0), weight.stride(0), out.stride(0), k_per_split,
-        HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, K_ITERS=k_per_split // block_k,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
-    )  # fmt: skip
 
 
 def _config_for(x, weight, scale, out, block_m: int) -> tuple:
