@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from cosmos_cli.models.ar.tiny import TINY_V2W
+from cosmos_cli.stages.standin_files.dv_tokenizer import write_tiny_dv_tokenizer
 from cosmos_cli.tiny.ar import write_tiny_ar
 from cosmos_cli.tiny.diffusion_decoder import write_tiny_diffusion_decoder
 from cosmos_cli.tiny.guardrail import write_tiny_guardrail
 from cosmos_cli.tiny.t5 import write_tiny_t5
-from cosmos_cli.tiny.video_tokenizer import write_tiny_dv_tokenizer
 
 
 def make_tiny_checkpoints(root: Path, *, guardrail: bool = True, diffusion_decoder: bool = True) -> Path:

@@ -33,7 +33,7 @@ from cosmos_cli.io.video import read_mp4
 from cosmos_cli.models.ar.tiny import TINY_V2W
 from cosmos_cli.models.ar.transformer import Transformer
 from cosmos_cli.models.config import ModelArgs
-from cosmos_cli.tiny.dv_network import TinyDVEncoder
+from cosmos_cli.stages.standin_files.dv_network import TinyDVEncoder
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
 HOLDOUT = "input.mp4"

@@ -60,7 +60,7 @@ def write_dd(root: Path, device: torch.device) -> dict:
     from cosmos_cli.models.diffusion_decoder.config import DD_7B
     from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, init_random_
     from cosmos_cli.models.diffusion_decoder.weights import NET_PREFIX
-    from cosmos_cli.tiny.diffusion_decoder import write_tiny_cv_tokenizer
+    from cosmos_cli.stages.standin_files.cv_tokenizer import write_tiny_cv_tokenizer
 
     with torch.device("meta"):
         net = DiffusionDecoderDiT(DD_7B)

@@ -48,7 +48,7 @@ def test_fp8_linear_matches_the_float_product_to_fp8_precision():
 
 def test_quantize_dit_replaces_the_token_stream_linears_only():
     from cosmos_cli.models.diffusion_decoder.dit import DiffusionDecoderDiT, init_random_
-    from cosmos_cli.tiny.diffusion_decoder import tiny_dd_config
+    from cosmos_cli.stages.standin_files.sizes import tiny_dd_config
 
     config = tiny_dd_config(token_voc=64, context_dim=32)
     net = DiffusionDecoderDiT(config).eval()

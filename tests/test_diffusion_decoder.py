@@ -21,7 +21,8 @@ from cosmos_cli.models.diffusion_decoder.sampler import GuidedDenoiser, sigma_sc
 from cosmos_cli.models.diffusion_decoder.weights import load_network
 from cosmos_cli.models.diffusion_decoder.windows import linear_blend, split_with_overlap
 from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
-from cosmos_cli.tiny.diffusion_decoder import tiny_dd_config, write_tiny_diffusion_decoder
+from cosmos_cli.stages.standin_files.sizes import tiny_dd_config
+from cosmos_cli.tiny.diffusion_decoder import write_tiny_diffusion_decoder
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden-dd"

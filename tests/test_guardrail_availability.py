@@ -12,7 +12,7 @@ import pytest
 from cosmos_cli.errors import BadInput, CosmosError, ModelNotDownloaded
 from cosmos_cli.guardrail import GUARDRAIL_OFF_WARNING, check_guardrail_available
 from cosmos_cli.guardrail.layout import GuardrailLayout
-from cosmos_cli.tiny.guardrail import write_blocklist
+from cosmos_cli.stages.standin_files.blocklist import write_blocklist
 
 MODEL_FILES = (
     "aegis/models--meta-llama--LlamaGuard-7b/snapshots/abc/config.json",

@@ -7,12 +7,14 @@ import pytest
 from cosmos_cli.errors import GuardrailBlocked
 from cosmos_cli.guardrail.blocklist import Blocklist, exact_match, to_ascii
 from cosmos_cli.stages.guardrail import TextGuardrailStage
-from cosmos_cli.tiny.guardrail import TINY, write_blocklist, write_guardrail_standins
+from cosmos_cli.stages.standin_files.blocklist import write_blocklist
+from cosmos_cli.stages.standin_files.sizes import TINY_GUARDRAIL
+from cosmos_cli.tiny.guardrail import write_guardrail_standins
 
 
 @pytest.fixture(scope="module")
 def guardrail_dir(tmp_path_factory):
-    return write_guardrail_standins(tmp_path_factory.mktemp("ckpt"), TINY, parts=("blocklist",))
+    return write_guardrail_standins(tmp_path_factory.mktemp("ckpt"), TINY_GUARDRAIL, parts=("blocklist",))
 
 
 @pytest.fixture(scope="module")

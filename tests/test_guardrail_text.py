@@ -12,14 +12,15 @@ from cosmos_cli.guardrail.aegis_policy import (
     moderation_prompt,
 )
 from cosmos_cli.stages.guardrail import TextGuardrailStage
-from cosmos_cli.tiny.guardrail import TINY, write_guardrail_standins
+from cosmos_cli.stages.standin_files.sizes import TINY_GUARDRAIL
+from cosmos_cli.tiny.guardrail import write_guardrail_standins
 
 SAFE_PROMPT = "A robot arm picks up a red cup and places it on a wooden table."
 
 
 def _text_guardrail(tmp_path_factory, answer: str):
     root = tmp_path_factory.mktemp(f"llm-{answer}")
-    return write_guardrail_standins(root, TINY, llm_answer=answer, parts=("blocklist", "aegis"))
+    return write_guardrail_standins(root, TINY_GUARDRAIL, llm_answer=answer, parts=("blocklist", "aegis"))
 
 
 @pytest.fixture(scope="module")

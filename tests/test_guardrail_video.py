@@ -12,7 +12,8 @@ from cosmos_cli.errors import CheckpointMismatch, CosmosError, GuardrailBlocked
 from cosmos_cli.guardrail.face_blur import load_retinaface, pixelate, pixelate_boxes
 from cosmos_cli.guardrail.retinaface import RetinaFace, decode_boxes, nms, prior_boxes
 from cosmos_cli.stages.guardrail import VideoGuardrailStage
-from cosmos_cli.tiny.guardrail import TINY, write_guardrail_standins
+from cosmos_cli.stages.standin_files.sizes import TINY_GUARDRAIL
+from cosmos_cli.tiny.guardrail import write_guardrail_standins
 
 
 def _frames(seed: int = 0, t: int = 3, h: int = 64, w: int = 96) -> np.ndarray:
@@ -23,7 +24,7 @@ def _frames(seed: int = 0, t: int = 3, h: int = 64, w: int = 96) -> np.ndarray:
 def guardrail_dirs(tmp_path_factory):
     """Folders with the video parts; variants share the ~105 MB RetinaFace file of the first via a link."""
     base = write_guardrail_standins(
-        tmp_path_factory.mktemp("video"), TINY, parts=("video_filter", "face_blur")
+        tmp_path_factory.mktemp("video"), TINY_GUARDRAIL, parts=("video_filter", "face_blur")
     )
     dirs = {"safe": base}
     for name, kwargs in {
@@ -31,7 +32,7 @@ def guardrail_dirs(tmp_path_factory):
         "unsafe": dict(video_verdict="unsafe", parts=("video_filter",)),
         "raise": dict(video_verdict="raise", parts=("video_filter",)),
     }.items():
-        folder = write_guardrail_standins(tmp_path_factory.mktemp(name), TINY, **kwargs)
+        folder = write_guardrail_standins(tmp_path_factory.mktemp(name), TINY_GUARDRAIL, **kwargs)
         if not (folder / "face_blur_filter").exists():
             (folder / "face_blur_filter").symlink_to(base / "face_blur_filter")
         dirs[name] = folder
@@ -89,7 +90,7 @@ def test_a_crashing_classifier_fails_closed(stages):
 
 
 def test_corrupted_classifier_file_is_a_load_error(guardrail_dirs, tmp_path):
-    folder = write_guardrail_standins(tmp_path, TINY, parts=("video_filter",))
+    folder = write_guardrail_standins(tmp_path, TINY_GUARDRAIL, parts=("video_filter",))
     (folder / "face_blur_filter").symlink_to(guardrail_dirs["safe"] / "face_blur_filter")
     (folder / "video_content_safety_filter" / "safety_filter.pt").write_bytes(b"\0garbage")
     with pytest.raises(CheckpointMismatch, match="cannot load the guardrail video classifier"):

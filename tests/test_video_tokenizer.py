@@ -13,8 +13,8 @@ import torch
 from cosmos_cli.checkpoints import DV_TOKENIZER_DIR
 from cosmos_cli.errors import BadInput, ModelNotDownloaded
 from cosmos_cli.models import fsq
+from cosmos_cli.stages.standin_files.dv_tokenizer import TINY_DV_LEVELS, write_tiny_dv_tokenizer
 from cosmos_cli.stages.video_tokenizer import VideoTokenizerStage, _codes_of
-from cosmos_cli.tiny.video_tokenizer import TINY_DV_LEVELS, write_tiny_dv_tokenizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CLIP = SHARED / "data" / "clips" / "input.mp4"

@@ -8,8 +8,8 @@ its memory, its compute, its moves between host and GPU and the pipeline code ar
 ``disk`` placement rebuilds the network instead of reading a file, so its load times are not disk times.
 
 Two parts cannot be rebuilt because NVIDIA ships them only as TorchScript: the DV8x16x16 tokenizer and
-the CV8x8x8 decoder inside the diffusion decoder. They are the tiny hand-made networks of
-``cosmos_cli.tiny`` (resolution-independent), so their weights and activations are missing from the
+the CV8x8x8 decoder inside the diffusion decoder. They are the small hand-made networks of
+:mod:`cosmos_cli.stages.standin_files` (resolution-independent), so their weights and activations are missing from the
 measurements; :mod:`cosmos_cli.offload.plan` adds NVIDIA's 0.2 GB for them. The text guardrail's LLM is
 LlamaGuard-7b's shape without the ~30 MB LoRA adapter, fed a moderation prompt of the real length in tokens
 and made to produce two tokens (LlamaGuard's ``safe`` + ``</s>``); the video guardrail's classifier and
@@ -32,6 +32,11 @@ from cosmos_cli.stages.base import Stage
 from cosmos_cli.stages.diffusion_decoder import DiffusionDecoderStage
 from cosmos_cli.stages.factory import StageContext, StageFactory
 from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
+from cosmos_cli.stages.standin_files.blocklist import write_blocklist
+from cosmos_cli.stages.standin_files.cv_tokenizer import write_tiny_cv_tokenizer
+from cosmos_cli.stages.standin_files.dv_tokenizer import write_tiny_dv_tokenizer
+from cosmos_cli.stages.standin_files.sizes import TINY_GUARDRAIL, tiny_dd_config
+from cosmos_cli.stages.standin_files.t5_tokenizer import build_tiny_t5_tokenizer
 from cosmos_cli.stages.text_encoder import TextEncoderStage, quiet_transformers
 from cosmos_cli.stages.video_tokenizer import VideoTokenizerStage
 
@@ -55,14 +60,11 @@ def released_sizes() -> StandInSizes:
 
 def tiny_sizes(args) -> StandInSizes:
     """Stand-ins that fit a tiny AR model (T5 width = its context width, DD vocabulary = its vocabulary)."""
-    from cosmos_cli.tiny.diffusion_decoder import tiny_dd_config
-    from cosmos_cli.tiny.guardrail import TINY
-
     t5 = dict(d_model=args.context_dim, d_ff=2 * args.context_dim, num_layers=2, num_heads=4, d_kv=16,
               vocab_size=256, feed_forward_proj="relu")  # fmt: skip
-    llama = dict(TINY.llama, vocab_size=64)
+    llama = dict(TINY_GUARDRAIL.llama, vocab_size=64)
     dd = tiny_dd_config(args.video_vocab_size, args.context_dim)
-    return StandInSizes(t5, llama, dict(TINY.siglip_vision), guard_prompt_tokens=32, dd=dd)
+    return StandInSizes(t5, llama, dict(TINY_GUARDRAIL.siglip_vision), guard_prompt_tokens=32, dd=dd)
 
 
 def init_device(device: torch.device) -> torch.device:
@@ -98,8 +100,6 @@ class StandInTextEncoder(TextEncoderStage):
 
     def _load(self, device: torch.device) -> None:
         from transformers import T5Config, T5EncoderModel, T5TokenizerFast
-
-        from cosmos_cli.tiny.t5 import build_tiny_t5_tokenizer
 
         self._model = build_on(device, self.dtype, lambda: T5EncoderModel(T5Config(**self.config)))
         # Prompts are padded to 512 tokens, so the work does not depend on the vocabulary.
@@ -205,11 +205,7 @@ class StandInDiffusionDecoder(DiffusionDecoderStage):
 
 # ---- the factory -------------------------------------------------------------------------------
 def write_standin_files(root: Path, levels) -> Path:
-    """The small files the stand-ins read: tiny DV and CV tokenizers, the guardrail's word lists."""
-    from cosmos_cli.tiny.diffusion_decoder import write_tiny_cv_tokenizer
-    from cosmos_cli.tiny.guardrail import write_blocklist
-    from cosmos_cli.tiny.video_tokenizer import write_tiny_dv_tokenizer
-
+    """The small files the stand-ins read: the stand-in DV and CV tokenizers, the guardrail's word lists."""
     root = Path(root)
     if not (root / DV_TOKENIZER_DIR / "decoder.jit").exists():
         write_tiny_dv_tokenizer(root, levels=levels)

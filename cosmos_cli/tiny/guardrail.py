@@ -12,13 +12,11 @@ folder, LlamaGuard + Aegis adapter and SigLIP in the Hugging Face cache layout (
 - ``faces``: RetinaFace's class head is zero with a bias for background (``none``) or face (``everywhere``)
   on every anchor, and the box head is zero, so every anchor box is detected as it is.
 
-The nltk data is a minimal but valid WordNet + punkt_tab: WordNet's noun index lists only the custom
-blocklist words, so only their inflections lemmatise (``forbiddenwords`` -> ``forbiddenword``); every other
-word is left as is, where the real WordNet would lemmatise it.
+The word lists and nltk data are the stand-ins' (:mod:`cosmos_cli.stages.standin_files.blocklist`).
 
-``TINY`` sizes make the whole folder in about a second (plus the ~105 MB RetinaFace file, whose shapes
-are fixed by ResNet-50); ``REAL`` sizes (LlamaGuard-7b, SigLIP so400m: ``cosmos_cli.models.released``) are for
-``scripts/bench_guardrail.py``.
+``TINY_GUARDRAIL`` sizes (:mod:`cosmos_cli.stages.standin_files.sizes`) make the whole folder in about a
+second (plus the ~105 MB RetinaFace file, whose shapes are fixed by ResNet-50); the released sizes
+(LlamaGuard-7b, SigLIP so400m: ``cosmos_cli.models.released.GUARDRAIL``) are for ``scripts/bench_guardrail.py``.
 """
 
 from __future__ import annotations
@@ -45,32 +43,17 @@ from cosmos_cli.guardrail.layout import (
 )
 from cosmos_cli.models.building import default_dtype
 from cosmos_cli.models.released import GuardrailSizes as StandinSizes
+from cosmos_cli.stages.standin_files.blocklist import write_blocklist
+from cosmos_cli.stages.standin_files.sizes import TINY_GUARDRAIL
 from cosmos_cli.stages.text_encoder import quiet_transformers
 
 Verdict = Literal["safe", "unsafe", "raise"]
 Faces = Literal["none", "everywhere"]
 
-CUSTOM_WORDS = ("forbiddenword", "harmlessword")
-WHITELIST_WORDS = ("harmlessword",)
-EXACT_MATCH_WORDS = ("badphrase", "two words")
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
 ANSWER_TOKENS = ("safe", "unsafe", *(f"O{i}" for i in range(1, 13)))
 UNSAFE_CLASS = 2  # Violence
 
-
-TINY = StandinSizes(
-    llama=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
-    lora=dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
-    siglip_vision=dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    ),
-    siglip_text=dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2),
-)
 
 def write_tiny_guardrail(
     root: Path,
@@ -81,7 +64,9 @@ def write_tiny_guardrail(
     faces: Faces = "none",
 ) -> Path:
     """Write ``root/Cosmos-1.0-Guardrail/`` with tiny stand-ins (replacing an old copy); return its path."""
-    return write_guardrail_standins(root, TINY, seed, llm_answer=llm_verdict, video_verdict=video_verdict, faces=faces)
+    return write_guardrail_standins(
+        root, TINY_GUARDRAIL, seed, llm_answer=llm_verdict, video_verdict=video_verdict, faces=faces
+    )
 
 
 def write_guardrail_standins(
@@ -132,44 +117,6 @@ def _replace_dir(new: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(new, final)
-
-
-# --- blocklist --------------------------------------------------------------------------------
-
-
-def write_blocklist(folder: Path) -> None:
-    """Word lists in the three sub-folders NVIDIA reads, and the nltk data the lemmatiser needs."""
-    for name, words in (
-        ("custom", CUSTOM_WORDS),
-        ("whitelist", WHITELIST_WORDS),
-        ("exact_match", EXACT_MATCH_WORDS),
-    ):
-        (folder / name).mkdir(parents=True)
-        (folder / name / "list.txt").write_text("".join(f"{w}\n" for w in words))
-    write_minimal_nltk_data(folder / "nltk_data", lemmas=[w for w in CUSTOM_WORDS if " " not in w])
-
-
-def write_minimal_nltk_data(folder: Path, lemmas: list[str]) -> None:
-    """The smallest WordNet and punkt_tab that nltk's ``WordNetLemmatizer`` and ``word_tokenize`` will load.
-
-    WordNet's reader opens every file of the corpus and parses ``lexnames`` and the ``index.*`` files; the
-    lemmatiser then only asks which lemmas the noun index holds. punkt_tab needs its four parameter files.
-    """
-    wordnet = folder / "corpora" / "wordnet"
-    wordnet.mkdir(parents=True)
-    for name in ("cntlist.rev", "index.sense", "index.adj", "index.adv", "index.verb"):
-        (wordnet / name).write_text("")
-    for pos in ("adj", "adv", "noun", "verb"):
-        (wordnet / f"data.{pos}").write_text("")
-        (wordnet / f"{pos}.exc").write_text("")
-    (wordnet / "lexnames").write_text("00\tadj.all\t3\n")
-    # "<lemma> <pos> <synsets> <pointers> <senses> <tagged senses> <synset offsets...>"
-    (wordnet / "index.noun").write_text("".join(f"{w} n 1 0 1 0 {i:08d}\n" for i, w in enumerate(sorted(lemmas))))
-    punkt = folder / "tokenizers" / "punkt_tab" / "english"
-    punkt.mkdir(parents=True)
-    for name in ("collocations.tab", "sent_starters.txt", "ortho_context.tab"):
-        (punkt / name).write_text("")
-    (punkt / "abbrev_types.txt").write_text("dr\nmr\nmrs\n")
 
 
 # --- Aegis: LlamaGuard + adapter ---------------------------------------------------------------------------
