@@ -11,15 +11,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ENV = "TORCHINDUCTOR_CACHE_DIR"
+from cosmos_cli import settings
+
+ENV = settings.ENV_INDUCTOR_CACHE
 FOLDER = ".torchinductor-cache"
 
 
 def use_cache_next_to(checkpoint_dir: Path) -> Path | None:
     """Point inductor's cache at ``checkpoint_dir/.torchinductor-cache`` unless ``TORCHINDUCTOR_CACHE_DIR`` is
     set or that folder cannot be made (read-only checkpoints: the default stays). Returns the folder used."""
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV])
+    chosen = settings.inductor_cache_dir()
+    if chosen is not None:
+        return chosen
     path = Path(checkpoint_dir) / FOLDER
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -27,5 +30,5 @@ def use_cache_next_to(checkpoint_dir: Path) -> Path | None:
         return None
     if not os.access(path, os.W_OK):
         return None
-    os.environ[ENV] = str(path)
+    os.environ[ENV] = str(path)  # inductor reads it when it first compiles
     return path

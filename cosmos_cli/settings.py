@@ -24,6 +24,8 @@ ENV_TORCHRUN_COMMAND = "COSMOS_CLI_TORCHRUN_COMMAND"
 """Set by ``generate`` for its workers: the torchrun command line, recorded in ``generation.json``."""
 ENV_ERROR_FILE = "TORCHELASTIC_ERROR_FILE"
 ENV_NVLS = "NCCL_NVLS_ENABLE"
+ENV_INDUCTOR_CACHE = "TORCHINDUCTOR_CACHE_DIR"
+"""Inductor's cache folder: read here (the user's choice wins), set by ``compile_cache`` when unset."""
 
 DEFAULT_CHECKPOINT_DIR = Path("checkpoints")
 DEFAULT_HUB_TIMEOUT_S = 30.0
@@ -114,6 +116,13 @@ def nvls_requested() -> str | None:
     """``NCCL_NVLS_ENABLE`` when set to anything but 0 (we turn NVLink multicast off and warn)."""
     value = _env(ENV_NVLS)
     return value if value not in (None, "0") else None
+
+
+def inductor_cache_dir() -> Path | None:
+    """``TORCHINDUCTOR_CACHE_DIR`` where set (and non-empty), else None: then ``compile_cache`` puts inductor's
+    cache next to the checkpoints."""
+    value = _env(ENV_INDUCTOR_CACHE)
+    return Path(value) if value else None
 
 
 # ---- `generate --backend nemo` (NVIDIA's NeMo script; docs/nemo.md) ----------------------------------

@@ -90,3 +90,55 @@ def test_the_import_check_sees_lazy_relative_and_from_imports():
         "probe.py:7 imports tests.golden_sets",
         "probe.py:8 imports tests",
     ], found
+
+
+def environment_reads(source: str, label: str) -> list[str]:
+    """``label:line`` for every read of the environment: ``os.environ`` used other than as the target of
+    ``os.environ[NAME] = ...`` or ``os.environ.setdefault(...)`` (writes, for child processes), ``os.getenv``,
+    ``os.environb``, ``from os import environ / getenv``."""
+    tree = ast.parse(source, filename=label)
+    allowed: set[int] = set()  # ids of the os.environ nodes that are written through
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            allowed.add(id(node.value))
+        elif isinstance(node, ast.Attribute) and node.attr == "setdefault":
+            allowed.add(id(node.value))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os":
+            if node.attr in ("getenv", "environb") or (node.attr == "environ" and id(node) not in allowed):
+                found.append((node.lineno, f"{label}:{node.lineno} reads os.{node.attr}"))
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            for alias in node.names:
+                if alias.name in ("environ", "getenv", "environb"):
+                    found.append((node.lineno, f"{label}:{node.lineno} imports os.{alias.name}"))
+    return [text for _, text in sorted(found)]
+
+
+def test_only_settings_reads_the_environment():
+    reads = []
+    for path in _production_files():
+        if path != PACKAGE / "settings.py":
+            reads += environment_reads(path.read_text(), str(path.relative_to(PACKAGE.parent)))
+    assert not reads, (
+        "environment variables are read only in cosmos_cli/settings.py (add a function there and a row to "
+        "docs/settings.md):\n" + "\n".join(reads)
+    )
+
+
+def test_the_environment_check_tells_reads_from_writes():
+    source = (
+        "import os\n"
+        "os.environ['A'] = '1'\n"
+        "os.environ.setdefault('B', '2')\n"
+        "x = os.environ.get('C')\n"
+        "y = os.environ['D']\n"
+        "z = 'E' in os.environ\n"
+        "w = os.getenv('F')\n"
+        "env = dict(os.environ)\n"
+        "from os import environ\n"
+    )
+    assert environment_reads(source, "m.py") == [f"m.py:{n} " + what for n, what in [
+        (4, "reads os.environ"), (5, "reads os.environ"), (6, "reads os.environ"), (7, "reads os.getenv"),
+        (8, "reads os.environ"), (9, "imports os.environ"),
+    ]]  # fmt: skip
