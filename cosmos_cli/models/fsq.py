@@ -6,9 +6,9 @@ spaced values in [-1, 1], and a token index is the mixed-radix number those choi
 The formulas follow ``FSQuantizer`` of NVIDIA's tokenizer (``tokenizer/quantizers.py``) exactly, so indices
 computed here match the ones the AR model was trained on.
 
-Every function is TorchScript-compatible, which lets the tiny tokenizer (``cosmos_cli.tiny.dv_network``)
-script them into its ``.jit`` files instead of keeping a second copy. ``levels`` may be any list or tuple of
-ints; codes are channels-last (``[..., len(levels)]``).
+Every function is TorchScript-compatible, which lets the stand-in tokenizer
+(``cosmos_cli.stages.standin_files.dv_network``) script them into its ``.jit`` files instead of keeping a
+second copy. ``levels`` may be any list or tuple of ints; codes are channels-last (``[..., len(levels)]``).
 """
 
 from __future__ import annotations
