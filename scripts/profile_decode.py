@@ -39,13 +39,14 @@ from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.models.ar.tiny import TINY_V2W
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS
+from cosmos_cli.quant.linear import prepare_linears
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from bench_ar import bytes_per_step, copy_bandwidth  # noqa: E402  (a sibling script)
 
 KERNEL_CLASSES = (
     ("attention", re.compile(r"split_kv|combine_kernel|fmha|flash|cudnn|sdpa|attention", re.I)),
-    ("gemv/gemm", re.compile(r"gemv|gemm|nvjet|cutlass|sm90_xmma|ampere_|cublas|splitK", re.I)),
+    ("gemv/gemm", re.compile(r"gemv|gemm|wq_mm|splitk|nvjet|cutlass|sm90_xmma|ampere_|cublas", re.I)),
     ("top-p sort", re.compile(r"sort|radix|scan|cub::", re.I)),
 )
 
@@ -212,6 +213,8 @@ def main() -> None:
     p.add_argument("--sections", default="kernels,greedy,variants")
     p.add_argument("--steps", type=int, default=64, help="timed / profiled steps")
     p.add_argument("--greedy-steps", type=int, default=256)
+    p.add_argument("--quantization", default="bf16", help="the linears as generate prepares them (prepare_linears)")
+    p.add_argument("--unfused", action="store_true", help="no norm/SwiGLU prologue fusion (before it existed)")
     p.add_argument("--out", default="profile_decode.json")
     a = p.parse_args()
 
@@ -222,8 +225,10 @@ def main() -> None:
     model = build_model(args, weights=None, dtype=dtype, device=device)
     if device.type == "cuda":
         model.fuse_projections()
+    model = prepare_linears(model, a.quantization, device, fuse=not a.unfused)
     params = SamplingParams(1.0, 0.7)
-    report: dict = {"date": date.today().isoformat(), "preset": a.preset, "device": str(device)}
+    report: dict = {"date": date.today().isoformat(), "preset": a.preset, "device": str(device),
+                    "quantization": a.quantization, "fused": not a.unfused}  # fmt: skip
     if device.type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(device)
         report["copy_bandwidth"] = copy_bandwidth(device)
