@@ -30,7 +30,9 @@ import numpy as np
 import torch
 
 from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
-from cosmos_cli.tiny.guardrail import REAL, TINY, write_guardrail_standins
+from cosmos_cli.models.released import GUARDRAIL
+from cosmos_cli.stages.standin_files.sizes import TINY_GUARDRAIL
+from cosmos_cli.tiny.guardrail import write_guardrail_standins
 
 PROMPT = (
     "A video recorded from a moving vehicle's perspective, capturing roads, buildings, landscapes, and "
@@ -132,7 +134,7 @@ def main() -> None:
         start = time.perf_counter()
         folder = write_guardrail_standins(
             Path(workdir),
-            TINY if args.tiny else REAL,
+            TINY_GUARDRAIL if args.tiny else GUARDRAIL,
             llm_answer="</s>",
             faces=args.faces,
             device=device,

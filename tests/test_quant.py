@@ -116,7 +116,8 @@ def test_decode_fusions_fold_every_norm_and_keep_the_function(mode):
     assert sorted(p.data_ptr() for p in model.parameters()) == before
     norms = [n for n, m in model.named_modules() if isinstance(m, RMSNorm) and not n.endswith(("q_norm", "k_norm"))]
     folded = [n for n, m in model.named_modules() if isinstance(m, NormedLinear | NormedSwiGLU)]
-    assert len(norms) == len(folded) and all(n.startswith(f) for n, f in zip(sorted(norms), sorted(folded)))
+    assert len(norms) == len(folded)
+    assert all(n.startswith(f) for n, f in zip(sorted(norms), sorted(folded), strict=True))
     assert isinstance(model.layers[0].feed_forward, NormedSwiGLU) and isinstance(model.output, NormedLinear)
     assert torch.equal(logits(), before_logits)
 
