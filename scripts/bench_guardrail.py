@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
 from cosmos_cli.models.released import GUARDRAIL
+from cosmos_cli.stages.guardrail import TextGuardrailStage, VideoGuardrailStage
 from cosmos_cli.stages.standin_files.sizes import TINY_GUARDRAIL
 from cosmos_cli.tiny.guardrail import write_guardrail_standins
 
