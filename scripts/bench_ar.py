@@ -117,8 +117,8 @@ def run_case(model, args, batch, prompt_len, num_new, decode_steps, compile, cud
 BENCH_MODES = ("bf16", "bf16-fused", *KERNEL_MODES, "int8", "fp8", "int8-unfused", "fp8-unfused")
 """``bf16``: cuBLAS for every call (the reference); ``bf16-gemv``: the one-row kernel, no prologue fusion;
 ``bf16-fused``, ``int8``, ``fp8``: what ``generate`` runs (``prepare_linears``: one-row kernel with the norms
-and SwiGLU folded in); ``*-unfused``: quantized without the fusion. A ``+sdpa`` suffix keeps cross-attention on
-SDPA instead of the split-K kernel."""
+and SwiGLU folded in, ``quant.fused``); ``*-unfused``: quantized without the fusion. A ``+ctx`` suffix runs
+the cross-attention of decode steps through the split-K kernel instead of SDPA."""
 
 
 def build(args, mode: str, dtype, device, seed: int = 0):
@@ -127,19 +127,19 @@ def build(args, mode: str, dtype, device, seed: int = 0):
     model = build_model(args, weights=None, dtype=dtype, device=device)
     if device.type == "cuda":
         model.fuse_projections()  # as the pipeline's AR stage does on GPU
-    base = mode.removesuffix("+sdpa")
+    base = mode.removesuffix("+ctx")
     if base == "bf16" or base in KERNEL_MODES:
         return quantize_model(model, base)
     if base.endswith("-unfused"):
-        return quantize_model(model, base.removesuffix("-unfused"))
-    return prepare_linears(model, base.removesuffix("-fused"), device)
+        return prepare_linears(model, base.removesuffix("-unfused"), device, fuse=False)
+    return prepare_linears(model, base.removesuffix("-fused"), device, fuse=True)
 
 
 @contextmanager
 def context_kernel(mode: str):
-    """Cross-attention on SDPA for ``+sdpa`` modes (read when the step is compiled), the kernel otherwise."""
+    """Cross-attention through the kernel for ``+ctx`` modes (read when the step is compiled)."""
     saved = ATTENTION_TUNING["context_rows"]
-    ATTENTION_TUNING["context_rows"] = 0 if mode.endswith("+sdpa") else saved
+    ATTENTION_TUNING["context_rows"] = 128 if mode.endswith("+ctx") else saved
     try:
         yield
     finally:
@@ -191,8 +191,8 @@ def main() -> None:
     num_new = args.num_video_tokens - latent_t * args.tokens_per_frame
     modes = a.quantization.split(",")
     for mode in modes:
-        if mode.removesuffix("+sdpa") not in BENCH_MODES:
-            raise SystemExit(f"unknown --quantization {mode!r}: one of {', '.join(BENCH_MODES)} (+sdpa)")
+        if mode.removesuffix("+ctx") not in BENCH_MODES:
+            raise SystemExit(f"unknown --quantization {mode!r}: one of {', '.join(BENCH_MODES)} (+ctx)")
         if mode != "bf16" and device.type != "cuda" and not mode.startswith("int8"):
             raise SystemExit(f"--quantization {mode} needs a CUDA GPU here")
     models = {mode: build(args, mode, dtype, device) for mode in modes}  # all resident: rows of one batch together

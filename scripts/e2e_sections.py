@@ -458,8 +458,10 @@ def print_table(report: dict) -> None:
     b = f"{batch['per_video_s_composed']:10.2f}" if batch else f"{'':10s}"
     print(f"{'video wall s':18s}" + "".join(walls) + f8 + b)
     if cold:
-        print(f"cold: AR compile+capture {cold['ar'].get('warmup_s')} s, "
-              f"exposed compile {exposed_compile_s(report)} s, background loads {cold['background_loads']}")
+        print(
+            f"cold: AR compile+capture {cold['ar'].get('warmup_s')} s, "
+            f"exposed compile {exposed_compile_s(report)} s, background loads {cold['background_loads']}"
+        )
     if fp8:
         print(f"fp8 DD: {fp8['speedup']}x, latent max/mean abs {fp8['latent_max_abs']:.4g}/"
               f"{fp8['latent_mean_abs']:.4g}, frames max/mean abs {fp8['frames_max_abs']:.0f}/"

@@ -103,10 +103,11 @@ MAX_BLOCK_M = 128
 """Query rows per program: a K-token window folds K x (query heads per KV head) rows (512 at K = 128 for the
 5B model); more than 128 rows in one tile would spill the float32 accumulator, so wide windows use several."""
 
-TUNING = {"block_n": 64, "num_warps": 4, "num_stages": 3, "max_splits": 96, "tiles_per_split": 1, "context_rows": 128}
+TUNING = {"block_n": 64, "num_warps": 4, "num_stages": 3, "max_splits": 96, "tiles_per_split": 1, "context_rows": 0}
 """Kernel meta-parameters (measured on an H100 with scripts/bench_ar.py; see docs/benchmarks.md).
 ``context_rows``: query rows (tokens x query heads per KV head) up to which cross-attention uses the kernel
-too (0: always SDPA)."""
+too (0: always SDPA, the default until ``scripts/bench_attention.py`` has compared them on a GPU; the
+2026-11-26 measurement that put cross-attention back on SDPA predates the Triton combine kernel)."""
 
 
 if triton is not None:
