@@ -165,13 +165,15 @@ GEMV_ONE_ROW = [
 (2026-12-07): within 1-3% of each other there; the tensor-core kernel never won at one row."""
 ONE_ROW_CANDIDATES = GEMV_ONE_ROW
 SMALL_M_CANDIDATES = DOT_SMALL_M
-LARGE_M_CANDIDATES = [
-    ("dot", 64, 128, 1, 4, 3), ("dot", 128, 64, 1, 8, 3), ("dot", 64, 128, 2, 4, 3), ("dot", 128, 64, 2, 8, 3),
-    ("dot", 128, 128, 1, 8, 3), ("dot", 128, 128, 2, 8, 3), ("dot", 256, 64, 1, 8, 3), ("dot", 64, 64, 1, 4, 4),
+LARGE_M_CANDIDATES = [("dot", 64, 128, 1, 4, 3), ("dot", 128, 64, 1, 8, 3), ("dot", 64, 128, 2, 4, 3)]
+WIDE_M_CANDIDATES = [
+    ("dot", 128, 64, 2, 8, 3), ("dot", 128, 128, 1, 8, 3), ("dot", 128, 128, 2, 8, 3), ("dot", 256, 64, 1, 8, 3),
+    ("dot", 64, 64, 1, 4, 4),
 ]  # fmt: skip
-"""Windows of 17-128 rows (speculative verify passes): wider weight tiles than at a few rows, so the activation
-rows are re-read from L2 fewer times per weight byte (the first three alone were slower than cuBLAS on bf16
-at 96-128 rows, docs/benchmarks.md)."""
+"""Wider weight tiles for windows of 17-128 rows (speculative verify passes), so the activation rows are
+re-read from L2 fewer times per weight byte: with only ``LARGE_M_CANDIDATES`` int8/fp8 were slower than
+cuBLAS on bf16 at 96-128 rows (docs/benchmarks.md). Not in the tuner's list until measured on a GPU
+(``scripts/bench_scd.py --sections verify-cost --wide-tiles``)."""
 DEFAULT_ONE_ROW = ("gemv", 4, 1024, 1, 4, 1)
 DEFAULT_SMALL = ("dot", 32, 256, 2, 4, 4)
 DEFAULT_LARGE = ("dot", 64, 128, 1, 4, 3)
