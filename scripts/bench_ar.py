@@ -27,20 +27,18 @@ import argparse
 import json
 import platform
 import time
-from contextlib import contextmanager
 from datetime import date
 
 import torch
 
 from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams
-from cosmos_cli.models.ar.cache_attention import TUNING as ATTENTION_TUNING
 from cosmos_cli.models.ar.tiny import TINY_V2W
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs
 from cosmos_cli.quant.accuracy import logit_errors, teacher_forced_logits
 from cosmos_cli.quant.kernels import tuned_configs
-from cosmos_cli.quant.linear import KERNEL_MODES, prepare_linears, quantize_model
+from cosmos_cli.quant.linear import KERNEL_MODES, quantize_model
 
 
 def copy_bandwidth(device: torch.device) -> float:
@@ -114,11 +112,10 @@ def run_case(model, args, batch, prompt_len, num_new, decode_steps, compile, cud
     }, tokens
 
 
-BENCH_MODES = ("bf16", "bf16-fused", *KERNEL_MODES, "int8", "fp8", "int8-unfused", "fp8-unfused")
-"""``bf16``: cuBLAS for every call (the reference); ``bf16-gemv``: the one-row kernel, no prologue fusion;
-``bf16-fused``, ``int8``, ``fp8``: what ``generate`` runs (``prepare_linears``: one-row kernel with the norms
-and SwiGLU folded in, ``quant.fused``); ``*-unfused``: quantized without the fusion. A ``+ctx`` suffix runs
-the cross-attention of decode steps through the split-K kernel instead of SDPA."""
+BENCH_MODES = ("bf16", *KERNEL_MODES, "int8", "fp8")
+"""``bf16``: cuBLAS for every call (the reference); ``bf16-gemv``: what ``generate`` runs for bf16 on a GPU
+(one-row calls through the Triton kernel, ``prepare_linears``); ``bf16-triton``: every few-row call through
+Triton; ``int8``, ``fp8``: the quantized models ``generate --quantization`` runs."""
 
 
 def build(args, mode: str, dtype, device, seed: int = 0):
@@ -127,23 +124,7 @@ def build(args, mode: str, dtype, device, seed: int = 0):
     model = build_model(args, weights=None, dtype=dtype, device=device)
     if device.type == "cuda":
         model.fuse_projections()  # as the pipeline's AR stage does on GPU
-    base = mode.removesuffix("+ctx")
-    if base == "bf16" or base in KERNEL_MODES:
-        return quantize_model(model, base)
-    if base.endswith("-unfused"):
-        return prepare_linears(model, base.removesuffix("-unfused"), device, fuse=False)
-    return prepare_linears(model, base.removesuffix("-fused"), device, fuse=True)
-
-
-@contextmanager
-def context_kernel(mode: str):
-    """Cross-attention through the kernel for ``+ctx`` modes (read when the step is compiled)."""
-    saved = ATTENTION_TUNING["context_rows"]
-    ATTENTION_TUNING["context_rows"] = 128 if mode.endswith("+ctx") else saved
-    try:
-        yield
-    finally:
-        ATTENTION_TUNING["context_rows"] = saved
+    return quantize_model(model, mode)
 
 
 def model_bytes(model) -> int:
@@ -172,7 +153,7 @@ def main() -> None:
     p.add_argument("--preset", default="5b-video2world", choices=[*PRESETS, "tiny"])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-sizes", default="1,4,8")
-    p.add_argument("--quantization", default="bf16", help="comma-separated BENCH_MODES: bf16,bf16-fused,int8,fp8,...")
+    p.add_argument("--quantization", default="bf16", help="comma-separated BENCH_MODES: bf16,bf16-gemv,int8,fp8,...")
     p.add_argument("--num-input-frames", type=int, default=9, choices=[1, 9])
     p.add_argument("--decode-steps", type=int, default=1024, help="timed steps per case; 0 = the whole continuation")
     p.add_argument("--full-b1", action="store_true", help="run B=1 over the whole continuation")
@@ -191,9 +172,9 @@ def main() -> None:
     num_new = args.num_video_tokens - latent_t * args.tokens_per_frame
     modes = a.quantization.split(",")
     for mode in modes:
-        if mode.removesuffix("+ctx") not in BENCH_MODES:
-            raise SystemExit(f"unknown --quantization {mode!r}: one of {', '.join(BENCH_MODES)} (+ctx)")
-        if mode != "bf16" and device.type != "cuda" and not mode.startswith("int8"):
+        if mode not in BENCH_MODES:
+            raise SystemExit(f"unknown --quantization {mode!r}: one of {', '.join(BENCH_MODES)}")
+        if mode not in ("bf16", "int8") and device.type != "cuda":
             raise SystemExit(f"--quantization {mode} needs a CUDA GPU here")
     models = {mode: build(args, mode, dtype, device) for mode in modes}  # all resident: rows of one batch together
     bw = copy_bandwidth(device)
@@ -233,8 +214,7 @@ def main() -> None:
             if mode == "bf16":
                 continue
             try:
-                with context_kernel(mode):
-                    q = teacher_forced(models[mode], args, prompt_len, accuracy_steps, device)
+                q = teacher_forced(models[mode], args, prompt_len, accuracy_steps, device)
             except Exception as err:  # noqa: BLE001
                 report.setdefault("errors", []).append(f"{mode} accuracy: {type(err).__name__}: {err}")
                 print("ERROR", report["errors"][-1], flush=True)
@@ -251,8 +231,7 @@ def main() -> None:
         for mode in modes:
             model = models[mode]
             try:
-                with context_kernel(mode):
-                    row, _ = run_case(model, args, batch, prompt_len, num_new, steps, fast, None, params, device)
+                row, _ = run_case(model, args, batch, prompt_len, num_new, steps, fast, None, params, device)
             except Exception as err:  # noqa: BLE001 - one GPU call runs every mode: record and go on
                 report.setdefault("errors", []).append(f"{mode} B={batch}: {type(err).__name__}: {err}")
                 print("ERROR", report["errors"][-1], flush=True)

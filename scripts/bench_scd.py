@@ -174,9 +174,6 @@ def verify_cost_section(args: ModelArgs, a, device: torch.device, dtype: torch.d
     from cosmos_cli.quant import kernels
     from scripts.bench_ar import build
 
-    if a.wide_tiles:
-        kernels.LARGE_M_CANDIDATES = kernels.LARGE_M_CANDIDATES + kernels.WIDE_M_CANDIDATES
-
     context_tokens = min(a.context, args.max_seq_len - 1)
     last = context_tokens - 1
     params = SamplingParams(1.0, args.default_top_p)
@@ -219,6 +216,8 @@ def verify_cost_section(args: ModelArgs, a, device: torch.device, dtype: torch.d
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    if device.type == "cuda":
+        report["tuned_kernels"] = kernels.tuned_configs()  # which tile each window's linears got
     return report
 
 
@@ -359,7 +358,6 @@ def main() -> None:
     p.add_argument("--bisect-windows", type=_ints, default=[32], help="K timed again with sort-free top-p")
     p.add_argument("--cost-windows", type=_ints, default=[8, 16, 32, 64, 96, 128], help="K for verify-cost")
     p.add_argument("--quantization", default="bf16", help="verify-cost: comma-separated bf16,int8,fp8")
-    p.add_argument("--wide-tiles", action="store_true", help="verify-cost: add kernels.WIDE_M_CANDIDATES")
     p.add_argument("--iteration-windows", type=_ints, default=[], help="verify-cost: K timed as whole iterations")
     p.add_argument("--context", type=int, default=8961, help="tokens in the cache for the verify section")
     p.add_argument("--steps", type=int, default=256, help="tokens generated before timing (verify section)")

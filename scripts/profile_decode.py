@@ -214,7 +214,6 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=64, help="timed / profiled steps")
     p.add_argument("--greedy-steps", type=int, default=256)
     p.add_argument("--quantization", default="bf16", help="the linears as generate prepares them (prepare_linears)")
-    p.add_argument("--fused", action="store_true", help="norms and SwiGLU folded into the GEMVs (quant.fused)")
     p.add_argument("--out", default="profile_decode.json")
     a = p.parse_args()
 
@@ -225,10 +224,10 @@ def main() -> None:
     model = build_model(args, weights=None, dtype=dtype, device=device)
     if device.type == "cuda":
         model.fuse_projections()
-    model = prepare_linears(model, a.quantization, device, fuse=a.fused)
+    model = prepare_linears(model, a.quantization, device)
     params = SamplingParams(1.0, 0.7)
     report: dict = {"date": date.today().isoformat(), "preset": a.preset, "device": str(device),
-                    "quantization": a.quantization, "fused": a.fused}  # fmt: skip
+                    "quantization": a.quantization}  # fmt: skip
     if device.type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(device)
         report["copy_bandwidth"] = copy_bandwidth(device)

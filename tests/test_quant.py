@@ -88,52 +88,6 @@ def test_bf16_decode_linears_share_the_weights_and_compute_the_same_function():
     assert torch.equal(layer(x), F.linear(x, layer.weight))  # off the GPU: the plain linear, bit for bit
 
 
-@pytest.mark.parametrize("mode", ["bf16-gemv", "int8"])
-def test_decode_fusions_fold_every_norm_and_keep_the_function(mode):
-    """``fuse_decode_ops`` (what ``prepare_linears`` adds on CUDA) folds each RMSNorm into the linear it feeds
-    and SwiGLU into w2, keeps every parameter (same storage), and computes the same logits off the kernel."""
-    from cosmos_cli.models.ar.transformer import RMSNorm
-    from cosmos_cli.quant.fused import NormedLinear, NormedSwiGLU, fuse_decode_ops
-
-    torch.manual_seed(0)
-    model = build_model(TINY_V2W, weights=None, dtype=torch.float32, device=torch.device("cpu"))
-    model.fuse_projections()
-    quantize_model(model, mode)
-    tokens = torch.randint(0, TINY_V2W.video_vocab_size, (1, 12))
-    context = torch.randn(1, TINY_V2W.context_len, TINY_V2W.context_dim)
-
-    def logits():
-        model.setup_caches(1, torch.float32, torch.device("cpu"))
-        model.bind_context(context, 1)
-        first = model(tokens[:, :8], torch.arange(8), prefill=True)
-        steps = [model(tokens[:, i : i + 1], torch.tensor([i])) for i in range(8, 12)]  # one-row decode steps
-        model.free_caches()
-        return torch.cat([first, *steps], dim=1)
-
-    before_logits = logits()
-    before = sorted(p.data_ptr() for p in model.parameters())
-    fuse_decode_ops(model)
-    assert sorted(p.data_ptr() for p in model.parameters()) == before
-    norms = [n for n, m in model.named_modules() if isinstance(m, RMSNorm) and not n.endswith(("q_norm", "k_norm"))]
-    folded = [n for n, m in model.named_modules() if isinstance(m, NormedLinear | NormedSwiGLU)]
-    assert len(norms) == len(folded)
-    assert all(n.startswith(f) for n, f in zip(sorted(norms), sorted(folded), strict=True))
-    assert isinstance(model.layers[0].feed_forward, NormedSwiGLU) and isinstance(model.output, NormedLinear)
-    assert torch.equal(logits(), before_logits)
-
-
-def test_fused_ops_fall_back_to_the_two_step_function():
-    """Off the kernel (CPU here), the fused custom ops are exactly norm-then-linear and SwiGLU-then-linear."""
-    from cosmos_cli.quant.kernels import reference_rmsnorm, rmsnorm_linear, swiglu_linear
-
-    x, g = torch.randn(3, 32), 1 + 0.1 * torch.randn(32)
-    w, s = quantize_weight(torch.randn(16, 32), "int8")
-    assert torch.equal(rmsnorm_linear(x, g, 1e-5, w, s), reference_linear(reference_rmsnorm(x, g, 1e-5), w, s))
-    gate_up = torch.randn(3, 64)
-    expected = reference_linear(F.silu(gate_up[:, :32]) * gate_up[:, 32:], w, s)
-    assert torch.equal(swiglu_linear(gate_up, w, s), expected)
-
-
 def test_offload_plan_counts_the_smaller_weights():
     from cosmos_cli.offload.plan import PipelineShape, ar_size
 

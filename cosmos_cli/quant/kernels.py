@@ -86,8 +86,8 @@ if triton is not None:
 
     @triton.jit
     def _gemv_kernel(
-        X, W, S, Y, P, G, N, K, stride_wn, k_per_split, k_iters, eps,
-        HAS_SCALE: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr, PROLOGUE: tl.constexpr,
+        X, W, S, Y, P, N, K, stride_wn, k_per_split, k_iters,
+        HAS_SCALE: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):  # fmt: skip
         pid_n = tl.program_id(0)
@@ -99,37 +99,19 @@ if triton is not None:
         rk = k_start + tl.arange(0, BLOCK_K)
         w_ptrs = W + rn_safe[:, None] * stride_wn + rk[None, :]
         x_ptrs = X + rk
-        g_ptrs = G + rk
         acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-        sumsq = tl.zeros((BLOCK_K,), dtype=tl.float32)
         for i in range(0, k_iters):
             if EVEN_K:
                 w = tl.load(w_ptrs, eviction_policy="evict_first")
-                x = tl.load(x_ptrs).to(tl.float32)
-                if PROLOGUE == 1:
-                    g = tl.load(g_ptrs).to(tl.float32)
-                if PROLOGUE == 2:
-                    up = tl.load(x_ptrs + K).to(tl.float32)
+                x = tl.load(x_ptrs)
             else:
                 k_ok = (rk + i * BLOCK_K) < K
                 w = tl.load(w_ptrs, mask=k_ok[None, :], other=0.0, eviction_policy="evict_first")
-                x = tl.load(x_ptrs, mask=k_ok, other=0.0).to(tl.float32)
-                if PROLOGUE == 1:
-                    g = tl.load(g_ptrs, mask=k_ok, other=0.0).to(tl.float32)
-                if PROLOGUE == 2:
-                    up = tl.load(x_ptrs + K, mask=k_ok, other=0.0).to(tl.float32)
-            if PROLOGUE == 1:  # RMSNorm: x * g now, the 1 / rms (one scalar) once at the end
-                sumsq += x * x
-                x = x * g
-            if PROLOGUE == 2:  # SwiGLU: X holds [gate | up]; silu(gate) * up rounded as it would be stored
-                x = (x * tl.sigmoid(x) * up).to(X.dtype.element_ty).to(tl.float32)
-            acc += w.to(tl.float32) * x[None, :]
+                x = tl.load(x_ptrs, mask=k_ok, other=0.0)
+            acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
             w_ptrs += BLOCK_K
             x_ptrs += BLOCK_K
-            g_ptrs += BLOCK_K
         out = tl.sum(acc, axis=1)
-        if PROLOGUE == 1:  # one split holds all of K (the launcher makes sure)
-            out = out * tl.rsqrt(tl.sum(sumsq, axis=0) / K + eps)
         if SPLIT_K == 1:
             if HAS_SCALE:
                 out = out * tl.load(S + rn_safe)
@@ -165,37 +147,30 @@ GEMV_ONE_ROW = [
 (2026-12-07): within 1-3% of each other there; the tensor-core kernel never won at one row."""
 ONE_ROW_CANDIDATES = GEMV_ONE_ROW
 SMALL_M_CANDIDATES = DOT_SMALL_M
-LARGE_M_CANDIDATES = [("dot", 64, 128, 1, 4, 3), ("dot", 128, 64, 1, 8, 3), ("dot", 64, 128, 2, 4, 3)]
-WIDE_M_CANDIDATES = [
-    ("dot", 128, 64, 2, 8, 3), ("dot", 128, 128, 1, 8, 3), ("dot", 128, 128, 2, 8, 3), ("dot", 256, 64, 1, 8, 3),
-    ("dot", 64, 64, 1, 4, 4),
+LARGE_M_CANDIDATES = [
+    ("dot", 64, 128, 1, 4, 3), ("dot", 128, 64, 1, 8, 3), ("dot", 64, 128, 2, 4, 3), ("dot", 128, 64, 2, 8, 3),
+    ("dot", 128, 128, 1, 8, 3), ("dot", 128, 128, 2, 8, 3), ("dot", 256, 64, 1, 8, 3), ("dot", 64, 64, 1, 4, 4),
 ]  # fmt: skip
-"""Wider weight tiles for windows of 17-128 rows (speculative verify passes), so the activation rows are
-re-read from L2 fewer times per weight byte: with only ``LARGE_M_CANDIDATES`` int8/fp8 were slower than
-cuBLAS on bf16 at 96-128 rows (docs/benchmarks.md). Not in the tuner's list until measured on a GPU
-(``scripts/bench_scd.py --sections verify-cost --wide-tiles``)."""
+"""17-128 rows (speculative verify windows). The wider weight tiles (128-256 output channels) re-read the
+activation rows from L2 fewer times per weight byte: they made int8 verify passes of 96 rows 9% faster on an
+H100 (11.50 against 12.59 ms at K = 96, fp8 12.0 against 13.1; ``scripts/bench_scd.py --sections verify-cost``,
+2026-12-07, docs/benchmarks.md)."""
 DEFAULT_ONE_ROW = ("gemv", 4, 1024, 1, 4, 1)
 DEFAULT_SMALL = ("dot", 32, 256, 2, 4, 4)
 DEFAULT_LARGE = ("dot", 64, 128, 1, 4, 3)
 
 _KERNEL_DTYPES = (torch.bfloat16, torch.float16)
 _TUNED: dict[tuple, tuple] = {}
-"""(one row?, BLOCK_M, N, K, weight dtype, x dtype, device index, prologue) -> the fastest candidate there."""
+"""(one row?, BLOCK_M, N, K, weight dtype, x dtype, device index) -> the fastest candidate on that device."""
 
 
 def block_m_for(rows: int) -> int:
     return 16 if rows <= 16 else 32 if rows <= 32 else 64 if rows <= 64 else 128
 
 
-PROLOGUES = {"none": 0, "rmsnorm": 1, "swiglu": 2}
-"""What the one-row kernel does to its input row before the product (``_gemv_kernel``'s ``PROLOGUE``):
-nothing; RMSNorm with weight ``g`` (the 1/rms scalar applied to the output, so no extra pass over the row);
-SwiGLU of a ``[gate | up]`` row of twice the weight's width."""
-
-
-def _launch(x, weight, scale, out, block_m: int, config: tuple, prologue: str = "none", g=None, eps=0.0) -> None:
-    m = x.shape[0]
-    n, k = weight.shape
+def _launch(x, weight, scale, out, block_m: int, config: tuple) -> None:
+    m, k = x.shape
+    n = weight.shape[0]
     kind, block_n, block_k, split_k, warps, stages = config
     k_per_split = triton.cdiv(triton.cdiv(k, split_k), block_k) * block_k
     split_k = triton.cdiv(k, k_per_split)
@@ -206,17 +181,12 @@ def _launch(x, weight, scale, out, block_m: int, config: tuple, prologue: str = 
     if kind == "gemv":
         if m != 1:
             raise ValueError("the gemv kernel takes one activation row")
-        if prologue == "rmsnorm" and split_k != 1:
-            raise ValueError("the RMSNorm prologue needs the whole row in one program (SPLIT_K = 1)")
         _gemv_kernel[(triton.cdiv(n, block_n), split_k)](
-            x, weight, s, out, partial, out if g is None else g, n, k, weight.stride(0), k_per_split,
-            k_per_split // block_k, eps,
-            HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, PROLOGUE=PROLOGUES[prologue],
-            BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+            x, weight, s, out, partial, n, k, weight.stride(0), k_per_split, k_per_split // block_k,
+            HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, BLOCK_N=block_n, BLOCK_K=block_k,
+            num_warps=warps, num_stages=stages,
         )  # fmt: skip
     else:
-        if prologue != "none":
-            raise ValueError("only the one-row kernel has a prologue")
         _wq_mm_kernel[(triton.cdiv(n, block_n), triton.cdiv(m, block_m), split_k)](
             x, weight, s, out, partial, m, n, k, x.stride(0), weight.stride(0), out.stride(0), k_per_split,
             HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, K_ITERS=k_per_split // block_k,
@@ -230,24 +200,20 @@ def _launch(x, weight, scale, out, block_m: int, config: tuple, prologue: str = 
         )
 
 
-def _config_for(x, weight, scale, out, block_m: int, prologue: str = "none", g=None, eps=0.0) -> tuple:
-    one_row = x.shape[0] == 1
-    key = (one_row, block_m, weight.shape[0], weight.shape[1], weight.dtype, x.dtype, x.device.index, prologue)
+def _config_for(x, weight, scale, out, block_m: int) -> tuple:
+    key = (x.shape[0] == 1, block_m, weight.shape[0], weight.shape[1], weight.dtype, x.dtype, x.device.index)
     found = _TUNED.get(key)
     if found is not None:
         return found
+    one_row = x.shape[0] == 1
     default = DEFAULT_ONE_ROW if one_row else DEFAULT_SMALL if block_m == 16 else DEFAULT_LARGE
     if torch.cuda.is_current_stream_capturing():
         return default  # never time inside a capture; warm-up normally tuned this shape already
     candidates = ONE_ROW_CANDIDATES if one_row else SMALL_M_CANDIDATES if block_m == 16 else LARGE_M_CANDIDATES
-    if prologue == "rmsnorm":
-        candidates = [c for c in candidates if c[3] == 1]  # the norm needs the whole row in each program
     best, best_ms = default, float("inf")
     for config in candidates:
         try:
-            ms = triton.testing.do_bench(
-                lambda c=config: _launch(x, weight, scale, out, block_m, c, prologue, g, eps), warmup=2, rep=8
-            )
+            ms = triton.testing.do_bench(lambda c=config: _launch(x, weight, scale, out, block_m, c), warmup=2, rep=8)
         except Exception:  # noqa: BLE001 - a candidate that does not fit this GPU (shared memory) is skipped
             continue
         if ms < best_ms:  # candidates are few: compiling each costs more than timing it
@@ -256,31 +222,20 @@ def _config_for(x, weight, scale, out, block_m: int, prologue: str = "none", g=N
     return best
 
 
-def kernel_applies(x: torch.Tensor, max_rows: int = MAX_KERNEL_ROWS) -> bool:
-    """Whether a call with input ``x`` runs the Triton kernel (CUDA, bf16/fp16, 1..max_rows rows)."""
+@torch.library.custom_op("cosmos::wq_linear", mutates_args=())
+def wq_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """``(x @ weight.T) * scale`` for ``x`` (..., K) in bf16/fp32 and ``weight`` (N, K) bf16/int8/fp8."""
     rows = x.numel() // x.shape[-1]
-    return x.is_cuda and triton is not None and 0 < rows <= max_rows and x.dtype in _KERNEL_DTYPES
-
-
-def _run(x: torch.Tensor, weight, scale, prologue: str = "none", g=None, eps: float = 0.0) -> torch.Tensor:
-    rows = x.numel() // x.shape[-1]
+    if not x.is_cuda or triton is None or rows > MAX_KERNEL_ROWS or rows == 0 or x.dtype not in _KERNEL_DTYPES:
+        return reference_linear(x, weight, scale)
     x2 = x.reshape(rows, x.shape[-1])
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     result = torch.empty(*x.shape[:-1], weight.shape[0], device=x.device, dtype=x.dtype)
     out = result.view(rows, weight.shape[0])
     block_m = block_m_for(rows)
-    config = _config_for(x2, weight, scale, out, block_m, prologue, g, eps)
-    _launch(x2, weight, scale, out, block_m, config, prologue, g, eps)
+    _launch(x2, weight, scale, out, block_m, _config_for(x2, weight, scale, out, block_m))
     return result
-
-
-@torch.library.custom_op("cosmos::wq_linear", mutates_args=())
-def wq_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """``(x @ weight.T) * scale`` for ``x`` (..., K) in bf16/fp32 and ``weight`` (N, K) bf16/int8/fp8."""
-    if not kernel_applies(x):
-        return reference_linear(x, weight, scale)
-    return _run(x, weight, scale)
 
 
 @wq_linear.register_fake
@@ -288,51 +243,7 @@ def _(x, weight, scale):
     return x.new_empty(*x.shape[:-1], weight.shape[0])
 
 
-def reference_rmsnorm(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch.Tensor:
-    """The AR model's RMSNorm (float32 statistics, cast back, times the weight)."""
-    xf = x.float()
-    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x) * g
-
-
-def reference_swiglu(gate_up: torch.Tensor) -> torch.Tensor:
-    gate, up = gate_up.chunk(2, dim=-1)
-    return F.silu(gate) * up
-
-
-@torch.library.custom_op("cosmos::rmsnorm_linear", mutates_args=())
-def rmsnorm_linear(x: torch.Tensor, g: torch.Tensor, eps: float, weight: torch.Tensor,
-                   scale: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
-    """``linear(rmsnorm(x))`` as one kernel for one row: the norm's sum of squares accumulates in the same pass
-    over ``x`` as the product, and its 1/rms scales the output (float32 throughout: rounding differs from the
-    two-step path by one bf16 rounding of the normalised row)."""
-    if not kernel_applies(x, max_rows=1):
-        return reference_linear(reference_rmsnorm(x, g, eps), weight, scale)
-    return _run(x, weight, scale, "rmsnorm", g, eps)
-
-
-@rmsnorm_linear.register_fake
-def _(x, g, eps, weight, scale):
-    return x.new_empty(*x.shape[:-1], weight.shape[0])
-
-
-@torch.library.custom_op("cosmos::swiglu_linear", mutates_args=())
-def swiglu_linear(gate_up: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """``linear(silu(gate) * up)`` for a ``[gate | up]`` row as one kernel for one row (no activation pass)."""
-    if not kernel_applies(gate_up, max_rows=1):
-        return reference_linear(reference_swiglu(gate_up), weight, scale)
-    return _run(gate_up, weight, scale, "swiglu")
-
-
-@swiglu_linear.register_fake
-def _(gate_up, weight, scale):
-    return gate_up.new_empty(*gate_up.shape[:-1], weight.shape[0])
-
-
 def tuned_configs() -> dict[str, list]:
     """What the tuner chose (for benchmark reports)."""
     items = sorted(_TUNED.items(), key=str)
-    return {
-        f"m{1 if k[0] else k[1]}_n{k[2]}_k{k[3]}_{str(k[4]).removeprefix('torch.')}"
-        + ("" if k[7] == "none" else f"_{k[7]}"): list(v)
-        for k, v in items
-    }
+    return {f"m{1 if k[0] else k[1]}_n{k[2]}_k{k[3]}_{str(k[4]).removeprefix('torch.')}": list(v) for k, v in items}

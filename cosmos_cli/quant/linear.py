@@ -128,34 +128,19 @@ def quantize_model(model: nn.Module, mode: str) -> nn.Module:
     return model
 
 
-FUSE_DECODE_OPS = False
-"""Whether ``prepare_linears`` folds the norms and SwiGLU into the one-row kernel by default. Off until
-``scripts/bench_ar.py --quantization bf16-fused,bf16-gemv,...`` has measured it on a GPU (the kernels were
-checked against torch in Triton's interpreter only; docs/benchmarks.md)."""
-
-
-def prepare_linears(model: nn.Module, mode: str, device: torch.device, *, fuse: bool | None = None) -> nn.Module:
+def prepare_linears(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
     """The AR model's linears as decoding wants them: ``int8``/``fp8`` quantized (:func:`quantize_model`);
     ``bf16`` on a CUDA GPU with one-row calls (batch-1 decode steps) through the Triton kernel and every
-    other call through cuBLAS as before. On CUDA, ``fuse`` (default :data:`FUSE_DECODE_OPS`) then folds the
-    norms and SwiGLU into the one-row kernel's prologue (:mod:`cosmos_cli.quant.fused`).
+    other call through cuBLAS as before.
 
     Why bf16 too: at one activation row the Triton kernel streams every linear of the 5B model faster than
     cuBLAS (H100: 84-102% of copy bandwidth against 68-95%, ``scripts/bench_gemv_sweep.py``), 0.93x the
     decode step. The weights are the same tensors (no copy); prefill, windows and batches are unchanged, and
     CPU runs (the golden checks) never take this path.
     """
-    on_gpu = torch.device(device).type == "cuda"
     if mode == "bf16":
-        if not on_gpu:
-            return model
-        mode = "bf16-gemv"
-    model = quantize_model(model, mode)
-    if on_gpu and (FUSE_DECODE_OPS if fuse is None else fuse):
-        from cosmos_cli.quant.fused import fuse_decode_ops  # (that module imports this one)
-
-        fuse_decode_ops(model)
-    return model
+        return quantize_model(model, "bf16-gemv") if torch.device(device).type == "cuda" else model
+    return quantize_model(model, mode)
 
 
 def linear_bytes(model: nn.Module) -> int:

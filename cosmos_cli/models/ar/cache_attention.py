@@ -15,7 +15,6 @@ reference the kernel is checked against.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 try:  # Triton ships with CUDA builds of torch; CPU-only installs fall back to plain torch.
     import triton
@@ -103,11 +102,8 @@ MAX_BLOCK_M = 128
 """Query rows per program: a K-token window folds K x (query heads per KV head) rows (512 at K = 128 for the
 5B model); more than 128 rows in one tile would spill the float32 accumulator, so wide windows use several."""
 
-TUNING = {"block_n": 64, "num_warps": 4, "num_stages": 3, "max_splits": 96, "tiles_per_split": 1, "context_rows": 0}
-"""Kernel meta-parameters (measured on an H100 with scripts/bench_ar.py; see docs/benchmarks.md).
-``context_rows``: query rows (tokens x query heads per KV head) up to which cross-attention uses the kernel
-too (0: always SDPA, the default until ``scripts/bench_attention.py`` has compared them on a GPU; the
-2026-11-26 measurement that put cross-attention back on SDPA predates the Triton combine kernel)."""
+TUNING = {"block_n": 64, "num_warps": 4, "num_stages": 3, "max_splits": 96, "tiles_per_split": 1}
+"""Kernel meta-parameters (measured on an H100 with scripts/bench_ar.py; see docs/benchmarks.md)."""
 
 
 if triton is not None:
@@ -144,21 +140,6 @@ def _num_splits(batch_heads: int, length: int, block_n: int) -> int:
     that the partial results to combine stay small next to the cache they summarise."""
     per_split = TUNING["tiles_per_split"] * block_n
     return max(1, min(1024 // max(batch_heads, 1), -(-length // per_split), TUNING["max_splits"]))
-
-
-def context_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """Cross-attention of q (B, S, Hq, D) over every key of a text context k, v (B, Hkv, L, D).
-
-    A decode step or a window has a few query rows and 512 keys: on a GPU the split-K kernel (every key
-    visible: ``pos`` = L - 1) runs it in ~2 short launches, where SDPA's cuDNN/flash kernels cost several
-    times the bytes they read (fixed cost per layer). Prefill (many rows) and CPU keep SDPA.
-    """
-    b, s, hq, _ = q.shape
-    if q.is_cuda and triton is not None and 0 < s * (hq // k.shape[1]) <= TUNING["context_rows"]:
-        pos = torch.full((b, s), k.shape[2] - 1, device=q.device, dtype=torch.int64)
-        return cache_attention(q, k, v, pos, scale)
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, scale=scale, enable_gqa=True)
-    return out.transpose(1, 2)
 
 
 @torch.library.custom_op("cosmos::cache_attention", mutates_args=())
