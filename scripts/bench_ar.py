@@ -36,7 +36,6 @@ from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.models.ar.tiny import TINY_V2W
 from cosmos_cli.models.ar.weights import build_model
 from cosmos_cli.models.config import PRESETS, ModelArgs
-from cosmos_cli.quant import kernels
 from cosmos_cli.quant.accuracy import logit_errors, teacher_forced_logits
 from cosmos_cli.quant.kernels import tuned_configs
 from cosmos_cli.quant.linear import KERNEL_MODES, quantize_model
@@ -162,7 +161,6 @@ def main() -> None:
     p.add_argument("--equality-steps", type=int, default=256)
     p.add_argument("--accuracy-steps", type=int, default=256, help="teacher-forced steps vs bf16 (0: none)")
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--dependent-launch", action="store_true", help="one-row kernel with programmatic dependent launch")
     p.add_argument("--out", default="bench_ar.json")
     a = p.parse_args()
 
@@ -173,7 +171,6 @@ def main() -> None:
     prompt_len = latent_t * args.tokens_per_frame + int(args.has_bov)
     num_new = args.num_video_tokens - latent_t * args.tokens_per_frame
     modes = a.quantization.split(",")
-    kernels.DEPENDENT_LAUNCH = a.dependent_launch
     for mode in modes:
         if mode not in BENCH_MODES:
             raise SystemExit(f"unknown --quantization {mode!r}: one of {', '.join(BENCH_MODES)}")
@@ -196,7 +193,6 @@ def main() -> None:
         "copy_bandwidth_GBps": bw / 1e9,
         "compile": fast,
         "quantization": modes,
-        "dependent_launch": a.dependent_launch,
         "weights_bytes": {m: model_bytes(models[m]) for m in modes},
         "fast": [],
         "eager": [],

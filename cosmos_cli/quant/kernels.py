@@ -88,11 +88,8 @@ if triton is not None:
     def _gemv_kernel(
         X, W, S, Y, P, N, K, stride_wn, k_per_split, k_iters,
         HAS_SCALE: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
-        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, DEPENDENT: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):  # fmt: skip
-        if DEPENDENT:  # launched early (programmatic dependent launch): let the next kernel in, wait for x
-            tl.extra.cuda.gdc_launch_dependents()
-            tl.extra.cuda.gdc_wait()
         pid_n = tl.program_id(0)
         pid_k = tl.program_id(1)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -124,9 +121,7 @@ if triton is not None:
 
     @triton.jit
     def _splitk_reduce_kernel(P, S, Y, total, N, stride_ym, HAS_SCALE: tl.constexpr, SPLIT_K: tl.constexpr,
-                              BLOCK: tl.constexpr, DEPENDENT: tl.constexpr):  # fmt: skip
-        if DEPENDENT:
-            tl.extra.cuda.gdc_wait()
+                              BLOCK: tl.constexpr):  # fmt: skip
         idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         ok = idx < total
         acc = tl.zeros((BLOCK,), dtype=tl.float32)
@@ -189,11 +184,9 @@ def _launch(x, weight, scale, out, block_m: int, config: tuple) -> None:
         _gemv_kernel[(triton.cdiv(n, block_n), split_k)](
             x, weight, s, out, partial, n, k, weight.stride(0), k_per_split, k_per_split // block_k,
             HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, BLOCK_N=block_n, BLOCK_K=block_k,
-            DEPENDENT=DEPENDENT_LAUNCH, num_warps=warps, num_stages=stages, **_pdl(),
+            num_warps=warps, num_stages=stages,
         )  # fmt: skip
-        dependent = DEPENDENT_LAUNCH
     else:
-        dependent = False
         _wq_mm_kernel[(triton.cdiv(n, block_n), triton.cdiv(m, block_m), split_k)](
             x, weight, s, out, partial, m, n, k, x.stride(0), weight.stride(0), out.stride(0), k_per_split,
             HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, K_ITERS=k_per_split // block_k,
@@ -203,20 +196,8 @@ def _launch(x, weight, scale, out, block_m: int, config: tuple) -> None:
         block = 1024
         total = m * n
         _splitk_reduce_kernel[(triton.cdiv(total, block),)](
-            partial, s, out, total, n, out.stride(0), HAS_SCALE=has_scale, SPLIT_K=split_k, BLOCK=block,
-            DEPENDENT=dependent, **_pdl(dependent),
-        )  # fmt: skip
-
-
-DEPENDENT_LAUNCH = False
-"""Launch the one-row kernel (and its split-K reduction) with programmatic dependent launch (Hopper and
-newer): its programs may start while the previous kernel drains and wait (``gdc_wait``) before reading the
-activation row. Off until measured (``scripts/bench_ar.py --dependent-launch``)."""
-
-
-def _pdl(enabled: bool | None = None) -> dict:
-    on = DEPENDENT_LAUNCH if enabled is None else enabled
-    return {"launch_pdl": True} if on else {}
+            partial, s, out, total, n, out.stride(0), HAS_SCALE=has_scale, SPLIT_K=split_k, BLOCK=block
+        )
 
 
 def _config_for(x, weight, scale, out, block_m: int) -> tuple:
