@@ -88,6 +88,14 @@ def test_bf16_decode_linears_share_the_weights_and_compute_the_same_function():
     assert torch.equal(layer(x), F.linear(x, layer.weight))  # off the GPU: the plain linear, bit for bit
 
 
+def test_the_kernels_int8_to_float_bit_trick_is_exact_for_every_byte():
+    """The one-row kernel converts int8 weights as (int32(w) + bits of 1.5 * 2^23) read as float32, minus
+    1.5 * 2^23 (``kernels._gemv_kernel``, INT8_BITS): the same arithmetic in torch, for all 256 values."""
+    w = torch.arange(-128, 128, dtype=torch.int32)
+    converted = (w + 0x4B400000).view(torch.float32) - 12582912.0
+    assert torch.equal(converted, w.to(torch.float32))
+
+
 def test_offload_plan_counts_the_smaller_weights():
     from cosmos_cli.offload.plan import PipelineShape, ar_size
 
