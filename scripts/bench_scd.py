@@ -171,7 +171,7 @@ def verify_cost_section(args: ModelArgs, a, device: torch.device, dtype: torch.d
     against the same forward of one token; top-p over K x V alone; optionally whole SCD iterations (compiled,
     as ``verify``) for ``--iteration-windows``. Where the forward of K tokens stops costing about one token's,
     the verify pass has stopped being bound by the weight bytes."""
-    from cosmos_cli.quant import kernels
+    from cosmos_cli.quant.kernels import tuned_configs
     from scripts.bench_ar import build
 
     context_tokens = min(a.context, args.max_seq_len - 1)
@@ -217,7 +217,7 @@ def verify_cost_section(args: ModelArgs, a, device: torch.device, dtype: torch.d
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if device.type == "cuda":
-        report["tuned_kernels"] = kernels.tuned_configs()  # which tile each window's linears got
+        report["tuned_kernels"] = tuned_configs()  # which tile each window's linears got
     return report
 
 

@@ -208,11 +208,11 @@ def _launch(x, weight, scale, out, block_m: int, config: tuple) -> None:
 
 
 def _config_for(x, weight, scale, out, block_m: int) -> tuple:
-    key = (x.shape[0] == 1, block_m, weight.shape[0], weight.shape[1], weight.dtype, x.dtype, x.device.index)
+    one_row = x.shape[0] == 1
+    key = (one_row, block_m, weight.shape[0], weight.shape[1], weight.dtype, x.dtype, x.device.index)
     found = _TUNED.get(key)
     if found is not None:
         return found
-    one_row = x.shape[0] == 1
     default = DEFAULT_ONE_ROW if one_row else DEFAULT_SMALL if block_m == 16 else DEFAULT_LARGE
     if torch.cuda.is_current_stream_capturing():
         return default  # never time inside a capture; warm-up normally tuned this shape already
