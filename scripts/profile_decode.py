@@ -18,7 +18,7 @@ where the tokens differ, the eager logits' top-1 minus top-2 gap at that step an
 fast-vs-eager logit difference at the first step (same input): when the gap at the split is below that
 noise, bf16 rounding order explains the split.
 
-``variants``: the graph-captured step recompiled under inductor options (coordinate-descent tuning), timed.
+``variants``: the graph-captured step recompiled under inductor options (``--variants``, see VARIANTS), timed.
 
 Weights are random at the preset's shape (``--load-format dummy``).
 """
@@ -189,20 +189,42 @@ def section_greedy(model, args, device, steps: int) -> dict:
     }
 
 
-def section_variants(model, args, device, params, steps: int) -> dict:
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "coordinate_descent_tuning": {"coordinate_descent_tuning": True},
+    "persistent_reductions": {"triton.multi_kernel": 2},
+    "cooperative_reductions": {"triton.cooperative_reductions": True},
+    "persistent+cooperative": {"triton.multi_kernel": 2, "triton.cooperative_reductions": True},
+    "persistent+cooperative+cdt": {
+        "triton.multi_kernel": 2,
+        "triton.cooperative_reductions": True,
+        "coordinate_descent_tuning": True,
+    },
+}
+"""Inductor option sets the ``variants`` section can time (``--variants``): the decode step's own kernels
+(norms, residuals, sampling) are inductor's, so its reduction strategy is the lever on them. A 4096-wide
+RMSNorm over one row is a looped reduction by default; ``multi_kernel = 2`` forces the one-pass form;
+cooperative reductions spread the 64000-wide softmax and sampling argmax of one row over several programs."""
+
+
+def section_variants(model, args, device, params, steps: int, names: list[str]) -> dict:
     import torch._inductor.config as inductor
 
     prompt, context = setup(args, device, next(model.parameters()).dtype)
     results = {}
-    for name, options in (("default", {}), ("coordinate_descent_tuning", {"coordinate_descent_tuning": True})):
+    for name in names:
         torch._dynamo.reset()
-        with inductor.patch(options):
-            gen = ARGenerator(model, compile=True)
-            t0 = time.perf_counter()
-            gen.generate(prompt, steps + 8, params, torch.zeros(1, dtype=torch.long), context=context)
-            compile_s = time.perf_counter() - t0
-            results[name] = {"ms_per_step": timed_steps(gen, params, steps), "compile_s": compile_s}
-        gen.release_graphs()
+        try:
+            with inductor.patch(VARIANTS[name]):
+                gen = ARGenerator(model, compile=True)
+                t0 = time.perf_counter()
+                gen.generate(prompt, steps + 8, params, torch.zeros(1, dtype=torch.long), context=context)
+                compile_s = time.perf_counter() - t0
+                results[name] = {"ms_per_step": timed_steps(gen, params, steps), "compile_s": compile_s}
+            gen.release_graphs()
+        except Exception as error:  # noqa: BLE001 - an option this torch lacks is reported, not fatal
+            results[name] = {"error": f"{type(error).__name__}: {error}"[:500]}
+        print(name, results[name], flush=True)
     return results
 
 
@@ -213,6 +235,7 @@ def main() -> None:
     p.add_argument("--sections", default="kernels,greedy,variants")
     p.add_argument("--steps", type=int, default=64, help="timed / profiled steps")
     p.add_argument("--greedy-steps", type=int, default=256)
+    p.add_argument("--variants", default="default,coordinate_descent_tuning", help=f"of {', '.join(VARIANTS)}")
     p.add_argument("--quantization", default="bf16", help="the linears as generate prepares them (prepare_linears)")
     p.add_argument("--out", default="profile_decode.json")
     a = p.parse_args()
@@ -244,7 +267,7 @@ def main() -> None:
         report["greedy"] = section_greedy(model, args, device, a.greedy_steps)
         print(json.dumps(report["greedy"], indent=1), flush=True)
     if "variants" in sections and device.type == "cuda":
-        report["variants"] = section_variants(model, args, device, params, a.steps * 4)
+        report["variants"] = section_variants(model, args, device, params, a.steps * 4, a.variants.split(","))
         print(json.dumps(report["variants"], indent=1), flush=True)
     with open(a.out, "w") as f:
         json.dump(report, f, indent=1)

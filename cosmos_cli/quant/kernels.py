@@ -152,6 +152,14 @@ GEMV_ONE_ROW = [
 ]  # fmt: skip
 """The top three of every (linear, format) of the 5B model in ``scripts/bench_gemv_sweep.py`` on an H100
 (2026-12-07): within 1-3% of each other there; the tensor-core kernel never won at one row."""
+GEMV_I2F_ONE_ROW = [
+    ("gemv-i2f", 2, 2048, 2, 4, 1), ("gemv-i2f", 1, 1024, 1, 4, 1), ("gemv-i2f", 4, 2048, 1, 8, 1),
+    ("gemv-i2f", 16, 256, 1, 4, 1),
+]  # fmt: skip
+"""int8 only: the one-row kernel with the plain int-to-float conversion. Exponent arithmetic wins where the
+kernel is short of issue slots (wqkv, wo, w2: 4-7%), but on the two largest matrices (w13, the output head)
+the plain conversion was 1-2% faster at its best tile (``docs/results/int8_convert_sweep_h100.json``), so the
+tuner tries both; these are the plain conversion's best tiles there."""
 ONE_ROW_CANDIDATES = GEMV_ONE_ROW
 SMALL_M_CANDIDATES = DOT_SMALL_M
 LARGE_M_CANDIDATES = [
@@ -185,13 +193,13 @@ def _launch(x, weight, scale, out, block_m: int, config: tuple) -> None:
     partial = out if split_k == 1 else torch.empty(split_k, m, n, device=x.device, dtype=torch.float32)
     has_scale = scale is not None
     s = scale if has_scale else out
-    if kind == "gemv":
+    if kind in ("gemv", "gemv-i2f"):
         if m != 1:
             raise ValueError("the gemv kernel takes one activation row")
         _gemv_kernel[(triton.cdiv(n, block_n), split_k)](
             x, weight, s, out, partial, n, k, weight.stride(0), k_per_split, k_per_split // block_k,
             HAS_SCALE=has_scale, SPLIT_K=split_k, EVEN_K=even_k, BLOCK_N=block_n, BLOCK_K=block_k,
-            INT8_BITS=weight.dtype == torch.int8, num_warps=warps, num_stages=stages,
+            INT8_BITS=weight.dtype == torch.int8 and kind == "gemv", num_warps=warps, num_stages=stages,
         )  # fmt: skip
     else:
         _wq_mm_kernel[(triton.cdiv(n, block_n), triton.cdiv(m, block_m), split_k)](
@@ -217,6 +225,8 @@ def _config_for(x, weight, scale, out, block_m: int) -> tuple:
     if torch.cuda.is_current_stream_capturing():
         return default  # never time inside a capture; warm-up normally tuned this shape already
     candidates = ONE_ROW_CANDIDATES if one_row else SMALL_M_CANDIDATES if block_m == 16 else LARGE_M_CANDIDATES
+    if one_row and weight.dtype == torch.int8:
+        candidates = candidates + GEMV_I2F_ONE_ROW
     best, best_ms = default, float("inf")
     for config in candidates:
         try:
