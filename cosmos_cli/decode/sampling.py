@@ -2,7 +2,8 @@
 
 Reference (``utils/sampling.py``): softmax(logits / temperature), sort descending, drop a token when the
 probability mass strictly before it exceeds ``top_p``, then the exponential race ``argmax(p / E)`` with
-``E ~ Exp(1)``. We keep the rule exactly; the noise comes from :mod:`cosmos_cli.decode.rng`.
+``E ~ Exp(1)``. We keep the rule exactly; the noise comes from :mod:`cosmos_cli.decode.rng`, the race runs in
+:mod:`cosmos_cli.decode.race` (one GPU pass over the vocabulary).
 Temperature 0 (or ``top_p`` <= 0) means greedy.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cosmos_cli.decode import rng
+from cosmos_cli.decode.race import exponential_race
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,4 @@ def sample(logits: torch.Tensor, params: SamplingParams, seed: torch.Tensor, pos
     """One token per row of ``logits`` (B, V); ``seed``/``position`` are (B,) int64 on the same device."""
     if params.greedy:
         return logits.argmax(dim=-1)
-    probs = warped_probs(logits, params)
-    noise = rng.exponential(seed, position, logits.shape[-1])
-    return (probs / noise).argmax(dim=-1)
+    return exponential_race(warped_probs(logits, params), seed, position)
