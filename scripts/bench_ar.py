@@ -31,6 +31,7 @@ from datetime import date
 
 import torch
 
+from cosmos_cli.decode import race
 from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.models.ar.tiny import TINY_V2W
@@ -161,8 +162,10 @@ def main() -> None:
     p.add_argument("--equality-steps", type=int, default=256)
     p.add_argument("--accuracy-steps", type=int, default=256, help="teacher-forced steps vs bf16 (0: none)")
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--race-kernel", action="store_true", help="sample with the one-pass race kernel (race.py)")
     p.add_argument("--out", default="bench_ar.json")
     a = p.parse_args()
+    race.KERNEL_ENABLED = a.race_kernel
 
     device = torch.device(a.device)
     args = TINY_V2W if a.preset == "tiny" else PRESETS[a.preset]
@@ -192,6 +195,7 @@ def main() -> None:
         "num_new": num_new,
         "copy_bandwidth_GBps": bw / 1e9,
         "compile": fast,
+        "race_kernel": a.race_kernel,
         "quantization": modes,
         "weights_bytes": {m: model_bytes(models[m]) for m in modes},
         "fast": [],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cosmos_cli.decode import rng
+from cosmos_cli.decode import race, rng
 from cosmos_cli.decode.race import exponential_race
 from cosmos_cli.decode.sampling import SamplingParams, sample
 
@@ -30,3 +30,15 @@ def test_sample_draws_from_the_top_p_nucleus_only():
     seeds = torch.arange(400)
     tokens = sample(logits, SamplingParams(1.0, 0.7), seeds, torch.zeros(400, dtype=torch.long))
     assert set(tokens.tolist()) == {0, 1}  # mass before token 2 is 0.98 > 0.7: never drawn
+
+
+def test_sample_draws_the_same_tokens_through_either_race(monkeypatch):
+    torch.manual_seed(1)
+    logits = torch.randn(6, 900) * 2
+    params = SamplingParams(1.0, 0.9)
+    seeds, position = torch.arange(6) * 7919, torch.tensor(40).expand(6)
+    assert not race.KERNEL_ENABLED  # the kernel is measured on a GPU before sampling takes it by default
+    through_reference = sample(logits, params, seeds, position)
+    monkeypatch.setattr(race, "KERNEL_ENABLED", True)
+    assert torch.equal(sample(logits, params, seeds, position), through_reference)
+    assert len(set(through_reference.tolist())) > 1  # a real draw, not one token for every seed

@@ -9,6 +9,9 @@ and divides with IEEE rounding, so each ``p / E`` is the value the torch referen
 device; a second tiny kernel picks the first index of the maximum, as ``torch.argmax`` does.
 
 Registered as a custom op (one opaque call for ``torch.compile``); outside CUDA it is the torch reference.
+Checked against the reference only in Triton's interpreter so far, so :func:`cosmos_cli.decode.sampling.sample`
+uses it only when :data:`KERNEL_ENABLED` is set (``scripts/bench_ar.py --race-kernel``,
+``scripts/profile_decode.py --sections race`` measure it on a GPU).
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ try:  # Triton ships with CUDA builds of torch; CPU-only installs use the torch 
     import triton.language as tl
 except ImportError:  # pragma: no cover - depends on the torch build
     triton = None
+
+KERNEL_ENABLED = False
+"""Whether sampling takes this kernel. Off until a GPU run shows it draws the reference's tokens and is faster
+than the race inductor fuses into the compiled step (41 us per step on an H100)."""
 
 BLOCK = 1024
 """Vocabulary entries per program of the first pass (63 programs per row at 64000)."""

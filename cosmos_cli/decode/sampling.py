@@ -2,8 +2,9 @@
 
 Reference (``utils/sampling.py``): softmax(logits / temperature), sort descending, drop a token when the
 probability mass strictly before it exceeds ``top_p``, then the exponential race ``argmax(p / E)`` with
-``E ~ Exp(1)``. We keep the rule exactly; the noise comes from :mod:`cosmos_cli.decode.rng`, the race runs in
-:mod:`cosmos_cli.decode.race` (one GPU pass over the vocabulary).
+``E ~ Exp(1)``. We keep the rule exactly; the noise comes from :mod:`cosmos_cli.decode.rng`, the race is
+:mod:`cosmos_cli.decode.race`'s torch reference (fused by inductor into the compiled step), or its one-pass GPU
+kernel when ``race.KERNEL_ENABLED`` is set.
 Temperature 0 (or ``top_p`` <= 0) means greedy.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cosmos_cli.decode.race import exponential_race
+from cosmos_cli.decode import race
 
 
 @dataclass(frozen=True)
@@ -47,4 +48,5 @@ def sample(logits: torch.Tensor, params: SamplingParams, seed: torch.Tensor, pos
     """One token per row of ``logits`` (B, V); ``seed``/``position`` are (B,) int64 on the same device."""
     if params.greedy:
         return logits.argmax(dim=-1)
-    return exponential_race(warped_probs(logits, params), seed, position)
+    draw = race.exponential_race if race.KERNEL_ENABLED else race.reference_race
+    return draw(warped_probs(logits, params), seed, position)
