@@ -34,6 +34,7 @@ import re
 import sys
 import time
 from datetime import date
+from unittest import mock
 
 import torch
 
@@ -236,21 +237,22 @@ VARIANTS: dict[str, dict] = {
         "coordinate_descent_tuning": True,
     },
 }
-"""Inductor option sets the ``variants`` section can time (``--variants``): the decode step's own kernels
+"""Inductor option sets the ``variants`` section can time (``--variants``; ``default`` is inductor's own defaults,
+not the shipped ``base.COMPILE_OPTIONS``): the decode step's own kernels
 (norms, residuals, sampling) are inductor's, so its reduction strategy is the lever on them. A 4096-wide
 RMSNorm over one row is a looped reduction by default; ``multi_kernel = 2`` forces the one-pass form;
 cooperative reductions spread the 64000-wide softmax and sampling argmax of one row over several programs."""
 
 
 def section_variants(model, args, device, params, steps: int, names: list[str]) -> dict:
-    import torch._inductor.config as inductor
+    from cosmos_cli.decode import base
 
     prompt, context = setup(args, device, next(model.parameters()).dtype)
     results = {}
     for name in names:
         torch._dynamo.reset()
         try:
-            with inductor.patch(VARIANTS[name]):
+            with mock.patch.object(base, "COMPILE_OPTIONS", VARIANTS[name]):
                 gen = ARGenerator(model, compile=True)
                 t0 = time.perf_counter()
                 gen.generate(prompt, steps + 8, params, torch.zeros(1, dtype=torch.long), context=context)
