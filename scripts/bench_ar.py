@@ -31,7 +31,7 @@ from datetime import date
 
 import torch
 
-from cosmos_cli.decode import base, race
+from cosmos_cli.decode import base
 from cosmos_cli.decode.generator import ARGenerator
 from cosmos_cli.decode.sampling import SamplingParams
 from cosmos_cli.models.ar.tiny import TINY_V2W
@@ -163,10 +163,8 @@ def main() -> None:
     p.add_argument("--accuracy-steps", type=int, default=256, help="teacher-forced steps vs bf16 (0: none)")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--inductor-defaults", action="store_true", help="compile without base.COMPILE_OPTIONS")
-    p.add_argument("--race-kernel", action="store_true", help="sample with the one-pass race kernel (race.py)")
     p.add_argument("--out", default="bench_ar.json")
     a = p.parse_args()
-    race.KERNEL_ENABLED = a.race_kernel
     if a.inductor_defaults:
         base.COMPILE_OPTIONS = {}
 
@@ -198,7 +196,6 @@ def main() -> None:
         "num_new": num_new,
         "copy_bandwidth_GBps": bw / 1e9,
         "compile": fast,
-        "race_kernel": a.race_kernel,
         "compile_options": base.COMPILE_OPTIONS,
         "quantization": modes,
         "weights_bytes": {m: model_bytes(models[m]) for m in modes},

@@ -18,9 +18,6 @@ where the tokens differ, the eager logits' top-1 minus top-2 gap at that step an
 fast-vs-eager logit difference at the first step (same input): when the gap at the split is below that
 noise, bf16 rounding order explains the split.
 
-``race``: the sampling kernel (:mod:`cosmos_cli.decode.race`) against its torch reference on the device: how
-many tokens differ over 4096 random distributions of the real vocabulary size (0 expected), and us per call.
-
 ``variants``: the graph-captured step recompiled under inductor options (``--variants``, see VARIANTS), timed.
 
 Weights are random at the preset's shape (``--load-format dummy``).
@@ -193,38 +190,6 @@ def section_greedy(model, args, device, steps: int) -> dict:
     }
 
 
-def section_race(device, vocab: int, rows: int, batch: int = 8) -> dict:
-    """The exponential-race kernel against its torch reference on the same device: tokens that differ over
-    ``rows`` random distributions (peaked and flat, with zeroed tails as top-p leaves them), and time per call."""
-    from cosmos_cli.decode.race import exponential_race, reference_race
-
-    gen = torch.Generator(device="cpu").manual_seed(2)
-    differ = 0
-    for i in range(rows // batch):
-        logits = torch.randn(batch, vocab, generator=gen) * (0.2 if i % 2 else 6.0)
-        probs = torch.softmax(logits, -1)
-        if i % 3 == 0:
-            probs = torch.where(probs >= probs.median(-1, keepdim=True).values, probs, 0.0)
-        seed = torch.randint(-(2**40), 2**40, (batch,), generator=gen)
-        pos = torch.randint(0, 1 << 20, (batch,), generator=gen)
-        probs, seed, pos = probs.to(device), seed.to(device), pos.to(device)
-        differ += int((exponential_race(probs, seed, pos) != reference_race(probs, seed, pos)).sum())
-    timings = {}
-    for b in (1, 8):
-        probs = torch.softmax(torch.randn(b, vocab, device=device), -1)
-        seed = torch.zeros(b, dtype=torch.long, device=device)
-        for name, fn in (("kernel", exponential_race), ("torch_eager", reference_race)):
-            for _ in range(3):
-                fn(probs, seed, seed)
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(200):
-                fn(probs, seed, seed)
-            _sync(device)
-            timings[f"{name}_b{b}_us"] = 1e6 * (time.perf_counter() - t0) / 200
-    return {"rows": rows // batch * batch, "vocab": vocab, "tokens_differing": differ, **timings}
-
-
 VARIANTS: dict[str, dict] = {
     "default": {},
     "coordinate_descent_tuning": {"coordinate_descent_tuning": True},
@@ -303,9 +268,6 @@ def main() -> None:
     if "greedy" in sections:
         report["greedy"] = section_greedy(model, args, device, a.greedy_steps)
         print(json.dumps(report["greedy"], indent=1), flush=True)
-    if "race" in sections:
-        report["race"] = section_race(device, args.output_rows, 64 if device.type == "cpu" else 4096)
-        print(json.dumps(report["race"], indent=1), flush=True)
     if "variants" in sections and device.type == "cuda":
         report["variants"] = section_variants(model, args, device, params, a.steps * 4, a.variants.split(","))
         print(json.dumps(report["variants"], indent=1), flush=True)

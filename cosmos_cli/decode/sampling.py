@@ -2,9 +2,7 @@
 
 Reference (``utils/sampling.py``): softmax(logits / temperature), sort descending, drop a token when the
 probability mass strictly before it exceeds ``top_p``, then the exponential race ``argmax(p / E)`` with
-``E ~ Exp(1)``. We keep the rule exactly; the noise comes from :mod:`cosmos_cli.decode.rng`, the race is
-:mod:`cosmos_cli.decode.race`'s torch reference (fused by inductor into the compiled step), or its one-pass GPU
-kernel when ``race.KERNEL_ENABLED`` is set.
+``E ~ Exp(1)``. We keep the rule exactly; the noise comes from :mod:`cosmos_cli.decode.rng`.
 Temperature 0 (or ``top_p`` <= 0) means greedy.
 """
 
@@ -14,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cosmos_cli.decode import race
+from cosmos_cli.decode import rng
 
 
 @dataclass(frozen=True)
@@ -48,5 +46,6 @@ def sample(logits: torch.Tensor, params: SamplingParams, seed: torch.Tensor, pos
     """One token per row of ``logits`` (B, V); ``seed``/``position`` are (B,) int64 on the same device."""
     if params.greedy:
         return logits.argmax(dim=-1)
-    draw = race.exponential_race if race.KERNEL_ENABLED else race.reference_race
-    return draw(warped_probs(logits, params), seed, position)
+    probs = warped_probs(logits, params)
+    noise = rng.exponential(seed, position, logits.shape[-1])
+    return (probs / noise).argmax(dim=-1)
