@@ -23,11 +23,11 @@ from cosmos_cli.models.ar.transformer import Transformer
 
 ProgressFn = Callable[[int], None]
 WARMUP_STEPS = 3
+"""Steps run on a side stream before capture: compile, autotune, and fill the allocator's pools."""
 COMPILE_OPTIONS: dict[str, object] = {"triton.cooperative_reductions": True}
 """Inductor options for the compiled step on CUDA. The step's own kernels (norms, softmax, top-p, the sampling
 race) are inductor's; at batch 1 their 64,000-wide reductions ran as one program each, and cooperative
 reductions spread them over several: int8 B=1 2.497 -> 2.454 ms/step on an H100 (docs/benchmarks.md)."""
-"""Steps run on a side stream before capture: compile, autotune, and fill the allocator's pools."""
 
 
 @dataclass
